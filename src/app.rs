@@ -1,0 +1,280 @@
+//! Wires the parts together: providers → watcher → routing table ← entrypoints, and
+//! the API beside them; runs until a signal, then shuts down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Loaded;
+use crate::dynamic::DynamicConfig;
+use crate::labels::LabelOptions;
+use crate::provider::file::{self, FileProvider};
+use crate::provider::{ProviderStatus, ProviderUpdate};
+use crate::proxy::{self, SharedTable};
+use crate::table::RoutingTable;
+use crate::watcher::{self, Input, Watcher};
+
+/// How long calls in flight may take to finish at shutdown.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// Why gantry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("entrypoint {name}: cannot listen on {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api: cannot listen on {addr}: {source}")]
+    ApiBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the ECS provider is not available in this version of gantry yet")]
+    EcsUnavailable,
+}
+
+/// State the API reads.
+#[derive(Clone)]
+pub struct Shared {
+    pub table: SharedTable,
+    pub providers: Vec<Arc<ProviderStatus>>,
+    pub entrypoints: Vec<(String, SocketAddr)>,
+    pub generation: watch::Receiver<u64>,
+}
+
+/// A running gantry.
+pub struct Gantry {
+    shared: Shared,
+    api: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    serving: JoinSet<()>,
+    background: JoinSet<()>,
+}
+
+fn label_options(loaded: &Loaded) -> LabelOptions {
+    LabelOptions {
+        prefix: loaded.config.providers.label_prefix.clone(),
+        exposed_by_default: loaded.config.providers.exposed_by_default,
+        constraints: loaded.constraints.clone(),
+    }
+}
+
+fn entrypoint_names(loaded: &Loaded) -> Vec<String> {
+    loaded.config.entrypoints.keys().cloned().collect()
+}
+
+/// Binds every socket, starts providers, the watcher, entrypoints and the API.
+pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
+    if loaded.config.providers.ecs.is_some() {
+        return Err(StartError::EcsUnavailable);
+    }
+    let names = entrypoint_names(&loaded);
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(names.len())));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let mut entrypoints = Vec::new();
+    let mut bound = Vec::new();
+    for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
+        let e = proxy::bind(name, index, ep.address)
+            .await
+            .map_err(|source| StartError::Bind {
+                name: name.clone(),
+                addr: ep.address,
+                source,
+            })?;
+        let addr = e.local_addr().map_err(|source| StartError::Bind {
+            name: name.clone(),
+            addr: ep.address,
+            source,
+        })?;
+        bound.push((name.clone(), addr));
+        entrypoints.push(e);
+    }
+    let api_listener = match &loaded.config.api {
+        Some(api) => Some(
+            tokio::net::TcpListener::bind(api.address)
+                .await
+                .map_err(|source| StartError::ApiBind {
+                    addr: api.address,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+
+    let mut background = JoinSet::new();
+    let mut inputs = Vec::new();
+    let mut providers = Vec::new();
+    if let Some(path) = loaded.file_provider_path() {
+        let watch_file = loaded.config.providers.file.as_ref().is_some_and(|f| f.watch);
+        let provider = FileProvider::new(path, watch_file);
+        providers.push(provider.status());
+        let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
+        inputs.push(Input {
+            name: file::NAME.to_string(),
+            updates: rx,
+        });
+        background.spawn(provider.run(tx));
+    }
+
+    let (generation, generation_rx) = watch::channel(0u64);
+    let watcher = Watcher {
+        inputs,
+        labels: label_options(&loaded),
+        entrypoints: names,
+        throttle: loaded.throttle(),
+        table: table.clone(),
+        generation,
+    };
+    background.spawn(watcher.run());
+
+    let shared = Shared {
+        table: table.clone(),
+        providers,
+        entrypoints: bound,
+        generation: generation_rx,
+    };
+    let mut serving = JoinSet::new();
+    for e in entrypoints {
+        serving.spawn(e.serve(table.clone(), shutdown_rx.clone(), DEFAULT_DRAIN));
+    }
+    let mut api = None;
+    if let Some(listener) = api_listener {
+        api = listener.local_addr().ok();
+        serving.spawn(crate::api::serve(listener, shared.clone(), shutdown_rx.clone()));
+    }
+    Ok(Gantry {
+        shared,
+        api,
+        shutdown,
+        serving,
+        background,
+    })
+}
+
+impl Gantry {
+    /// The address an entrypoint listens on (its port resolved if it was 0).
+    pub fn entrypoint(&self, name: &str) -> Option<SocketAddr> {
+        self.shared
+            .entrypoints
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api
+    }
+
+    /// The current routing table.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.shared.table.load_full()
+    }
+
+    /// The configuration the current table was built from.
+    pub fn config(&self) -> Arc<DynamicConfig> {
+        self.shared.table.load().config().clone()
+    }
+
+    /// How many tables have been published so far.
+    pub fn generation(&self) -> u64 {
+        *self.shared.generation.borrow()
+    }
+
+    /// Waits until at least `n` tables have been published.
+    pub async fn wait_generation(&self, n: u64) {
+        let mut rx = self.shared.generation.clone();
+        let _ = rx.wait_for(|g| *g >= n).await;
+    }
+
+    pub fn providers(&self) -> &[Arc<ProviderStatus>] {
+        &self.shared.providers
+    }
+
+    /// Stops accepting, lets calls in flight finish (up to `drain`), stops providers.
+    pub async fn shutdown(mut self, drain: Duration) {
+        let _ = self.shutdown.send(true);
+        let finished = tokio::time::timeout(drain + Duration::from_secs(1), async {
+            while self.serving.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            self.serving.abort_all();
+        }
+        self.background.abort_all();
+    }
+}
+
+/// Runs gantry until SIGINT or SIGTERM.
+pub async fn run(loaded: Loaded) -> Result<(), StartError> {
+    let gantry = start(loaded).await?;
+    for (name, addr) in &gantry.shared.entrypoints {
+        tracing::info!(entrypoint = %name, %addr, "listening");
+    }
+    if let Some(addr) = gantry.api {
+        tracing::info!(%addr, "api and dashboard at http://{addr}/");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining calls in flight");
+    gantry.shutdown(DEFAULT_DRAIN).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The configuration every provider describes right now, read once (for `gantry
+/// check`). Provider failures appear as errors in it.
+pub fn check(loaded: &Loaded) -> DynamicConfig {
+    let mut updates: Vec<(&str, Option<ProviderUpdate>)> = Vec::new();
+    if let Some(path) = loaded.file_provider_path() {
+        let update = match file::read(&path) {
+            Ok(tasks) => ProviderUpdate {
+                tasks: Arc::new(tasks),
+                error: None,
+            },
+            Err(e) => ProviderUpdate {
+                tasks: Arc::new(Vec::new()),
+                error: Some(e.to_string()),
+            },
+        };
+        updates.push((file::NAME, Some(update)));
+    }
+    if loaded.config.providers.ecs.is_some() {
+        updates.push((
+            "ecs",
+            Some(ProviderUpdate {
+                tasks: Arc::new(Vec::new()),
+                error: Some(StartError::EcsUnavailable.to_string()),
+            }),
+        ));
+    }
+    let named: Vec<(&str, Option<&ProviderUpdate>)> =
+        updates.iter().map(|(n, u)| (*n, u.as_ref())).collect();
+    watcher::assemble_named(&named, &label_options(loaded), &entrypoint_names(loaded))
+}

@@ -1,0 +1,417 @@
+//! Static configuration: `config.toml`.
+//!
+//! Read once at start-up. Every key is known: an unknown key or a bad value is an
+//! error that names the key and its line (toml's spans), and values are turned into
+//! typed ones (`SocketAddr`, `Duration`, compiled constraints) here, at the edge.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rules::constraints::Constraint;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole static configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub entrypoints: BTreeMap<String, EntrypointConfig>,
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// A listening address accepting HTTP/1.1 and h2c.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntrypointConfig {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS termination settings (served by a later release; parsed and rejected now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub certificates: Vec<CertificateConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The dashboard, JSON API, `/metrics` and `/ping`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_address")]
+    pub address: SocketAddr,
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Settings shared by every provider, and the providers themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    #[serde(default = "default_prefix")]
+    pub label_prefix: String,
+    #[serde(default)]
+    pub exposed_by_default: bool,
+    /// Traefik constraint expression over task labels, compiled at load.
+    #[serde(default)]
+    pub constraints: Option<String>,
+    /// Minimum time between two routing-table rebuilds (milliseconds).
+    #[serde(default = "default_throttle_ms")]
+    pub throttle_ms: u64,
+    #[serde(default)]
+    pub file: Option<FileProviderConfig>,
+    #[serde(default)]
+    pub ecs: Option<EcsProviderConfig>,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            label_prefix: default_prefix(),
+            exposed_by_default: false,
+            constraints: None,
+            throttle_ms: default_throttle_ms(),
+            file: None,
+            ecs: None,
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    "traefik".to_string()
+}
+
+fn default_throttle_ms() -> u64 {
+    100
+}
+
+/// Tasks from a local TOML file, shaped like ECS tasks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProviderConfig {
+    /// Relative paths are resolved against the config file's directory.
+    pub path: PathBuf,
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Tasks discovered by polling ECS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsProviderConfig {
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    #[serde(default)]
+    pub auto_discover_clusters: bool,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default = "default_refresh_seconds")]
+    pub refresh_seconds: u64,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub healthy_tasks_only: bool,
+}
+
+fn default_refresh_seconds() -> u64 {
+    15
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `gantry=debug`); `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// A configuration that has been read and checked.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Directory of the config file; relative paths in it are resolved against this.
+    pub base_dir: PathBuf,
+    pub constraints: Option<Constraint>,
+}
+
+impl Loaded {
+    /// The file provider's tasks file, resolved.
+    pub fn file_provider_path(&self) -> Option<PathBuf> {
+        let file = self.config.providers.file.as_ref()?;
+        Some(if file.path.is_absolute() {
+            file.path.clone()
+        } else {
+            self.base_dir.join(&file.path)
+        })
+    }
+
+    pub fn throttle(&self) -> Duration {
+        Duration::from_millis(self.config.providers.throttle_ms)
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, base_dir).map_err(|message| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses and checks config text. Errors are messages naming the key and line.
+pub fn parse(text: &str, base_dir: PathBuf) -> Result<Loaded, String> {
+    let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    let constraints = match &config.providers.constraints {
+        Some(expr) => Some(
+            Constraint::parse(expr)
+                .map_err(|e| format!("providers.constraints: {e} in {expr:?}"))?,
+        ),
+        None => None,
+    };
+    validate(&config)?;
+    Ok(Loaded {
+        config,
+        base_dir,
+        constraints,
+    })
+}
+
+/// Checks that toml cannot express as types.
+fn validate(config: &Config) -> Result<(), String> {
+    if config.entrypoints.is_empty() {
+        return Err("no [entrypoints.<name>] defined: gantry needs at least one".into());
+    }
+    let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+    for (name, ep) in &config.entrypoints {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!(
+                "entrypoints.{name:?}: names may use only letters, digits, '-' and '_'"
+            ));
+        }
+        if let Some(other) = seen.insert(ep.address, name) {
+            return Err(format!(
+                "entrypoints.{name}.address: {} is already used by entrypoints.{other}",
+                ep.address
+            ));
+        }
+        if ep.tls.is_some() {
+            return Err(format!(
+                "entrypoints.{name}.tls: TLS termination is not available in this version of gantry yet"
+            ));
+        }
+    }
+    if let Some(api) = &config.api {
+        if let Some(name) = seen.get(&api.address) {
+            return Err(format!(
+                "api.address: {} is already used by entrypoints.{name}",
+                api.address
+            ));
+        }
+    }
+    let p = &config.providers;
+    if p.label_prefix.is_empty() || p.label_prefix.starts_with('.') || p.label_prefix.ends_with('.') {
+        return Err(format!(
+            "providers.label_prefix: {:?} must be a non-empty label prefix without leading or trailing '.'",
+            p.label_prefix
+        ));
+    }
+    if let Some(file) = &p.file {
+        if file.path.as_os_str().is_empty() {
+            return Err("providers.file.path: must not be empty".into());
+        }
+    }
+    if let Some(ecs) = &p.ecs {
+        if ecs.clusters.is_empty() && !ecs.auto_discover_clusters {
+            return Err(
+                "providers.ecs: set clusters = [\"name\", …] or auto_discover_clusters = true".into(),
+            );
+        }
+        if ecs.refresh_seconds == 0 {
+            return Err("providers.ecs.refresh_seconds: must be at least 1".into());
+        }
+        if let Some(url) = &ecs.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "providers.ecs.endpoint_url: {url:?} must start with http:// or https://"
+                ));
+            }
+        }
+    }
+    if p.file.is_none() && p.ecs.is_none() {
+        return Err("no provider configured: add [providers.file] or [providers.ecs]".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Loaded {
+        match parse(text, PathBuf::from("/etc/gantry")) {
+            Ok(l) => l,
+            Err(e) => panic!("config should parse: {e}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        match parse(text, PathBuf::from(".")) {
+            Ok(_) => panic!("config should be rejected:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    const MINIMAL: &str = r#"
+[entrypoints.web]
+address = "127.0.0.1:8000"
+[providers.file]
+path = "tasks.toml"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let l = parse_ok(MINIMAL);
+        assert_eq!(l.config.providers.label_prefix, "traefik");
+        assert!(!l.config.providers.exposed_by_default);
+        assert!(l.config.api.is_none());
+        assert_eq!(
+            l.file_provider_path(),
+            Some(PathBuf::from("/etc/gantry/tasks.toml"))
+        );
+        let file = l.config.providers.file.as_ref().map(|f| f.watch);
+        assert_eq!(file, Some(true));
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let l = parse_ok(
+            r#"
+[entrypoints.web]
+address = "127.0.0.1:8000"
+[entrypoints.grpc]
+address = "0.0.0.0:9000"
+[api]
+address = "127.0.0.1:8081"
+[providers]
+label_prefix = "gantry"
+exposed_by_default = true
+constraints = "Label(`team`, `payments`)"
+[providers.file]
+path = "/abs/tasks.toml"
+watch = false
+[providers.ecs]
+clusters = ["default", "prod"]
+region = "eu-west-1"
+refresh_seconds = 30
+endpoint_url = "http://127.0.0.1:5555"
+healthy_tasks_only = true
+[log]
+level = "debug"
+"#,
+        );
+        assert_eq!(l.config.entrypoints.len(), 2);
+        assert_eq!(l.file_provider_path(), Some(PathBuf::from("/abs/tasks.toml")));
+        let ecs = l.config.providers.ecs.as_ref().map(|e| e.refresh_seconds);
+        assert_eq!(ecs, Some(30));
+        assert!(l.constraints.is_some());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[entrypoints.web]\naddress = \"127.0.0.1:8000\"\nadress = \"x\"\n[providers.file]\npath = \"t\"\n",
+                &["line 3", "adress"],
+            ),
+            (
+                "[entrypoints.web]\naddress = \"localhost:80x\"\n[providers.file]\npath = \"t\"\n",
+                &["line 2", "address"],
+            ),
+            (
+                "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[providers]\nexposed_by_default = \"yes\"\n[providers.file]\npath = \"t\"\n",
+                &["line 4"],
+            ),
+            (
+                "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters = [\"a\"]\nrefresh_second = 5\n",
+                &["line 5", "refresh_second"],
+            ),
+            ("[providers.file]\npath = \"t\"\n", &["no [entrypoints"]),
+            ("[entrypoints.web]\naddress = \"127.0.0.1:1\"\n", &["no provider"]),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.b]\naddress = \"127.0.0.1:1\"\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.b.address", "already used"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nrefresh_seconds = 5\n",
+                &["providers.ecs", "clusters"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters=[\"x\"]\nendpoint_url = \"127.0.0.1:5555\"\n",
+                &["endpoint_url"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = parse_err(text);
+            for needle in *needles {
+                assert!(err.contains(needle), "error {err:?} should mention {needle:?}");
+            }
+        }
+    }
+}

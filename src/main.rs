@@ -1,0 +1,119 @@
+//! The `gantry` command: run the router, or check a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gantry::dynamic::{DynamicConfig, Status};
+
+#[derive(Parser)]
+#[command(name = "gantry", version, about = "A gRPC-aware router for AWS ECS, configured by Docker labels")]
+struct Cli {
+    /// The static configuration file.
+    #[arg(long, short, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the routing configuration once from every provider, print routers,
+    /// services, servers and every error; exit 1 if there is any error.
+    Check {
+        /// Print the configuration as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gantry: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = gantry::config::load(&cli.config)?;
+    match cli.command {
+        Some(Command::Check { json }) => {
+            let config = gantry::app::check(&loaded);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&config)?);
+            } else {
+                print!("{}", render(&config));
+            }
+            Ok(if config.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        None => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .or_else(|_| tracing_subscriber::EnvFilter::try_new(&loaded.config.log.level))
+                .context("log.level")?;
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(gantry::app::run(loaded))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The human-readable form of `gantry check`.
+fn render(config: &DynamicConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let status = |s: Status| match s {
+        Status::Enabled => "enabled",
+        Status::Disabled => "DISABLED",
+    };
+    let _ = writeln!(out, "routers ({}):", config.routers.len());
+    for (name, r) in &config.routers {
+        let eps = if r.entry_points.is_empty() {
+            "all".to_string()
+        } else {
+            r.entry_points.join(",")
+        };
+        let _ = writeln!(
+            out,
+            "  {name} [{}] rule={} priority={} service={} entrypoints={eps}",
+            status(r.status),
+            r.rule,
+            r.priority,
+            r.service
+        );
+    }
+    let _ = writeln!(out, "services ({}):", config.services.len());
+    for (name, s) in &config.services {
+        let _ = writeln!(out, "  {name} [{}] {} server(s)", status(s.status), s.servers.len());
+        for srv in &s.servers {
+            let _ = writeln!(
+                out,
+                "    {} weight={} task={} zone={} health={:?}",
+                srv.url,
+                srv.weight,
+                srv.task,
+                srv.zone.as_deref().unwrap_or("-"),
+                srv.health
+            );
+        }
+    }
+    let _ = writeln!(out, "errors ({}):", config.errors.len());
+    for e in &config.errors {
+        let _ = writeln!(out, "  {e}");
+    }
+    out
+}

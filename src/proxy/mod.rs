@@ -1,0 +1,158 @@
+//! The data plane: entrypoints accept HTTP/1.1 and h2c, each request is matched
+//! against the current routing table, a server is picked for it alone, and the call
+//! is forwarded with bodies, trailers and cancellation streaming both ways.
+//!
+//! Per request: one `ArcSwap` load, a match over precompiled routes, one atomic pick,
+//! header rewriting in place, and the upstream send. No locks are held across awaits;
+//! the table `Arc` is released before the call goes out, so a long stream never pins
+//! an old table.
+
+pub mod body;
+mod entrypoint;
+mod headers;
+pub mod respond;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
+use http::{header::HOST, HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+pub use entrypoint::{bind, Entrypoint};
+
+use crate::balance::Endpoint;
+use crate::dynamic::Scheme;
+use crate::rules::RequestInfo;
+use crate::table::RoutingTable;
+use body::ProxyBody;
+use respond::{failure, is_grpc, Failure};
+
+/// The routing table every entrypoint reads; swapped whole by the watcher.
+pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
+
+/// Serves the requests of one client connection.
+#[derive(Clone)]
+pub(crate) struct ConnService {
+    table: SharedTable,
+    entrypoint: usize,
+    entrypoint_name: Arc<str>,
+    client: SocketAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    proto: &'static str,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}
+
+impl ConnService {
+    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let grpc = is_grpc(req.headers());
+        let (endpoint, route_name, service_name) = {
+            let table = self.table.load();
+            let info = RequestInfo {
+                method: req.method(),
+                host: headers::request_host(req.uri(), req.headers()).unwrap_or(""),
+                path: req.uri().path(),
+                query: req.uri().query(),
+                headers: req.headers(),
+                client_ip: self.client.ip(),
+            };
+            let Some(route) = table.route(self.entrypoint, &info) else {
+                let msg = format!(
+                    "no router matches {} {} on entrypoint {}",
+                    req.method(),
+                    req.uri().path(),
+                    self.entrypoint_name
+                );
+                return failure(grpc, Failure::NoRoute, &msg);
+            };
+            let service = table.service(route.service());
+            let Some(endpoint) = service.balancer.select() else {
+                let msg = format!(
+                    "service {:?} of router {:?} has no available server",
+                    service.name, route.name
+                );
+                return failure(grpc, Failure::NoServer, &msg);
+            };
+            (endpoint.clone(), route.name.clone(), service.name.clone())
+        };
+        let call = endpoint.start_call();
+        if let Err(msg) = self.prepare(&mut req, &endpoint) {
+            return failure(grpc, Failure::Unreachable, &msg);
+        }
+        match endpoint.upstream().send(req).await {
+            Ok(res) => {
+                let (mut parts, body) = res.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, false);
+                Response::from_parts(parts, ProxyBody::upstream(body, call))
+            }
+            Err(e) => {
+                endpoint.record_failure();
+                tracing::debug!(router = %route_name, service = %service_name, server = %endpoint.display(), error = %e, "upstream call failed");
+                let msg = format!(
+                    "service {service_name:?} of router {route_name:?}: server {} failed: {e}",
+                    endpoint.address()
+                );
+                failure(grpc, Failure::Unreachable, &msg)
+            }
+        }
+    }
+
+    /// Rewrites the request for the server: URI, version, hop-by-hop and forwarding
+    /// headers. Errors are messages for the client.
+    fn prepare(&self, req: &mut Request<Incoming>, endpoint: &Endpoint) -> Result<(), String> {
+        let host = headers::request_host(req.uri(), req.headers()).map(str::to_owned);
+        let authority = match req.uri().authority() {
+            Some(a) => Some(a.clone()),
+            None => req
+                .headers()
+                .get(HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok()),
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let h2 = endpoint.scheme() == Scheme::H2c;
+        let headers = req.headers_mut();
+        headers::strip_hop_by_hop(headers, h2);
+        headers::add_forwarded(headers, self.client.ip(), self.proto, host.as_deref());
+        let target = if h2 {
+            // HTTP/2 carries the host in :authority; a Host header beside it is redundant.
+            headers.remove(HOST);
+            authority.unwrap_or_else(|| endpoint.authority().clone())
+        } else {
+            if !headers.contains_key(HOST) {
+                if let Some(a) = &authority {
+                    if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                        headers.insert(HOST, v);
+                    }
+                }
+            }
+            endpoint.authority().clone()
+        };
+        *req.uri_mut() = Uri::builder()
+            .scheme(UriScheme::HTTP)
+            .authority(target)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("cannot build the request URI: {e}"))?;
+        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        Ok(())
+    }
+}

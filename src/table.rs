@@ -1,0 +1,226 @@
+//! The routing table: a [`DynamicConfig`] compiled for the request path.
+//!
+//! Immutable once built and shared as `Arc` through an `ArcSwap`: a request loads the
+//! current table once and uses it to the end, a rebuild never disturbs it. Rules are
+//! compiled matchers, routers are pre-sorted per entrypoint, services hold their
+//! balancer. Endpoints (live per-server state and connections) are looked up in the
+//! previous table by key and carried over, so a rebuild keeps load, health and
+//! connections; a server that left keeps its `Arc` alive only as long as calls on it
+//! are still in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::balance::{Balancer, Endpoint, EndpointKey};
+use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Status};
+use crate::rules::{self, Matcher, RequestInfo};
+
+/// A compiled router.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub priority: i64,
+    matcher: Matcher,
+    service: usize,
+}
+
+impl Route {
+    /// Index of the route's service in [`RoutingTable::service`].
+    pub fn service(&self) -> usize {
+        self.service
+    }
+}
+
+/// A service ready to pick servers.
+#[derive(Debug)]
+pub struct ServiceEntry {
+    pub name: Arc<str>,
+    pub balancer: Balancer,
+}
+
+/// Everything the request path needs, immutable.
+#[derive(Debug)]
+pub struct RoutingTable {
+    config: Arc<DynamicConfig>,
+    /// Per entrypoint (by index in the static config), routes by priority.
+    entrypoints: Box<[Box<[Route]>]>,
+    services: Box<[ServiceEntry]>,
+    endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
+}
+
+impl RoutingTable {
+    /// A table that routes nothing (before the first configuration arrives).
+    pub fn empty(entrypoints: usize) -> RoutingTable {
+        RoutingTable {
+            config: Arc::new(DynamicConfig::default()),
+            entrypoints: (0..entrypoints).map(|_| Box::default()).collect(),
+            services: Box::default(),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    /// Compiles a checked configuration (see [`validate`]), reusing `previous`'s
+    /// endpoints. `entrypoints` are the static config's entrypoint names, in order.
+    pub fn compile(
+        config: Arc<DynamicConfig>,
+        entrypoints: &[String],
+        previous: &RoutingTable,
+    ) -> RoutingTable {
+        let mut endpoints: HashMap<EndpointKey, Arc<Endpoint>> = HashMap::new();
+        let mut services = Vec::new();
+        let mut service_index: HashMap<&str, usize> = HashMap::new();
+        for (name, svc) in &config.services {
+            if svc.status != Status::Enabled {
+                continue;
+            }
+            let mut servers = Vec::with_capacity(svc.servers.len());
+            for server in &svc.servers {
+                let key = EndpointKey::of(server);
+                let ep = endpoints
+                    .entry(key)
+                    .or_insert_with_key(|key| {
+                        previous
+                            .endpoints
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(Endpoint::new(key.clone())))
+                    })
+                    .clone();
+                ep.observe_platform(server.health, server.lifecycle);
+                servers.push((ep, server.weight));
+            }
+            service_index.insert(name.as_str(), services.len());
+            services.push(ServiceEntry {
+                name: name.as_str().into(),
+                balancer: Balancer::new(servers),
+            });
+        }
+
+        let mut per_ep: Vec<Vec<Route>> = (0..entrypoints.len()).map(|_| Vec::new()).collect();
+        for (name, router) in &config.routers {
+            if router.status != Status::Enabled {
+                continue;
+            }
+            let (Some(&service), Ok(matcher)) = (
+                service_index.get(router.service.as_str()),
+                rules::compile(&router.rule),
+            ) else {
+                // `validate` and the label reader rule these out; never route on doubt.
+                tracing::warn!(router = %name, "router skipped: not compilable");
+                continue;
+            };
+            for (i, ep_name) in entrypoints.iter().enumerate() {
+                if router.entry_points.is_empty() || router.entry_points.contains(ep_name) {
+                    per_ep[i].push(Route {
+                        name: name.as_str().into(),
+                        priority: router.priority,
+                        matcher: matcher.clone(),
+                        service,
+                    });
+                }
+            }
+        }
+        for routes in &mut per_ep {
+            // Highest priority first; ties by name so the order is stable.
+            routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        }
+        RoutingTable {
+            config,
+            entrypoints: per_ep.into_iter().map(Vec::into_boxed_slice).collect(),
+            services: services.into_boxed_slice(),
+            endpoints,
+        }
+    }
+
+    /// The first route of the entrypoint that matches the request.
+    pub fn route(&self, entrypoint: usize, req: &RequestInfo<'_>) -> Option<&Route> {
+        self.entrypoints
+            .get(entrypoint)?
+            .iter()
+            .find(|r| r.matcher.matches(req))
+    }
+
+    pub fn service(&self, index: usize) -> &ServiceEntry {
+        &self.services[index]
+    }
+
+    pub fn services(&self) -> &[ServiceEntry] {
+        &self.services
+    }
+
+    /// The configuration this table was compiled from.
+    pub fn config(&self) -> &Arc<DynamicConfig> {
+        &self.config
+    }
+
+    /// Every endpoint of the table, by key.
+    pub fn endpoints(&self) -> &HashMap<EndpointKey, Arc<Endpoint>> {
+        &self.endpoints
+    }
+
+    /// Routes of one entrypoint, in match order.
+    pub fn routes(&self, entrypoint: usize) -> &[Route] {
+        self.entrypoints.get(entrypoint).map_or(&[], |r| r)
+    }
+}
+
+/// Checks what only the static configuration knows (entrypoint names, what this
+/// build supports), disabling the objects at fault with an error each.
+pub fn validate(config: &mut DynamicConfig, entrypoints: &[String]) {
+    let mut errors = Vec::new();
+    for (name, svc) in config.services.iter_mut() {
+        if svc.status != Status::Enabled {
+            continue;
+        }
+        if let Some(server) = svc.servers.iter().find(|s| s.scheme == Scheme::Https) {
+            let message = format!(
+                "server {} uses scheme https, which this version of gantry cannot dial yet; use h2c or http",
+                server.url
+            );
+            svc.status = Status::Disabled;
+            svc.errors.push(message.clone());
+            errors.push(ConfigError {
+                object: ObjectRef::Service(name.clone()),
+                provider: svc.provider.clone(),
+                task: Some(server.task.clone()),
+                label: None,
+                message,
+            });
+        }
+    }
+    for (name, router) in config.routers.iter_mut() {
+        if router.status != Status::Enabled {
+            continue;
+        }
+        let mut problem = None;
+        if let Some(unknown) = router.entry_points.iter().find(|e| !entrypoints.contains(e)) {
+            problem = Some(format!(
+                "unknown entrypoint {unknown:?}; configured entrypoints: {}",
+                entrypoints.join(", ")
+            ));
+        } else if router.tls {
+            problem = Some(
+                "tls=true but no entrypoint terminates TLS in this version of gantry".to_string(),
+            );
+        } else if config
+            .services
+            .get(&router.service)
+            .is_some_and(|s| s.status != Status::Enabled)
+        {
+            problem = Some(format!("service {:?} is disabled", router.service));
+        }
+        if let Some(message) = problem {
+            router.status = Status::Disabled;
+            router.errors.push(message.clone());
+            errors.push(ConfigError {
+                object: ObjectRef::Router(name.clone()),
+                provider: router.provider.clone(),
+                task: router.tasks.first().cloned(),
+                label: None,
+                message,
+            });
+        }
+    }
+    config.errors.extend(errors);
+    config.errors.sort();
+}
