@@ -1,0 +1,445 @@
+//! Merges the routers and services of every task into one [`DynamicConfig`].
+//!
+//! Names are global: the same router or service name from many tasks is one object.
+//! A service collects one server per task. Definitions must agree on every setting that
+//! is not per server (for routers: all of them; and the provider for both); the first
+//! error-free definition (in (provider, task id) order) is the reference, and each
+//! differing variant is reported once and disables the object.
+//!
+//! Once every task is in, rules are compiled (once per router), router → service
+//! references are checked, identical errors from many tasks are collapsed into one, and
+//! each error is attached to the object it disables.
+//!
+//! Work is linear in the number of definitions: each is compared with the reference
+//! only, and a differing variant is hashed to report it once.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Router, Server, Service, Status};
+use crate::provider::Task;
+
+use super::parse::Problem;
+use super::resolve::{RouterDef, RouterSettings, ServiceSettings, TaskDefs};
+
+/// Who defined an object.
+#[derive(Debug, Clone)]
+struct Origin {
+    provider: String,
+    task: String,
+}
+
+impl Origin {
+    fn of(task: &Task) -> Origin {
+        Origin {
+            provider: task.provider.clone(),
+            task: task.id.clone(),
+        }
+    }
+}
+
+/// A router as merged so far.
+#[derive(Debug)]
+struct RouterAcc {
+    /// The reference definition: the first error-free one, else the first one.
+    shown: RouterDef,
+    origin: Origin,
+    /// Whether `shown` is error-free, i.e. other definitions are compared with it.
+    clean: bool,
+    tasks: Vec<String>,
+    /// Differing (provider, settings) already reported.
+    reported: HashSet<(String, RouterSettings)>,
+}
+
+/// A service as merged so far.
+#[derive(Debug)]
+struct ServiceAcc {
+    /// The reference settings: from the first error-free definition, else the first.
+    settings: ServiceSettings,
+    origin: Origin,
+    clean: bool,
+    servers: Vec<Server>,
+    tasks: Vec<String>,
+    /// Differing (provider, settings) already reported.
+    reported: HashSet<(String, ServiceSettings)>,
+}
+
+/// Accumulates task definitions; [`Merger::finish`] yields the configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Merger {
+    routers: BTreeMap<String, RouterAcc>,
+    services: BTreeMap<String, ServiceAcc>,
+    errors: Vec<ConfigError>,
+}
+
+impl Merger {
+    /// Records a problem with `object`, caused by `task`.
+    pub(crate) fn report(&mut self, object: ObjectRef, task: &Task, problem: Problem) {
+        self.errors.push(ConfigError {
+            object,
+            provider: task.provider.clone(),
+            task: Some(task.id.clone()),
+            label: problem.label,
+            message: problem.message,
+        });
+    }
+
+    /// Adds everything `task` defines. Tasks must come in (provider, id) order for the
+    /// output not to depend on input order.
+    pub(crate) fn add(&mut self, task: &Task, defs: TaskDefs) {
+        for problem in defs.problems {
+            self.report(ObjectRef::Task(task.id.clone()), task, problem);
+        }
+        for def in defs.services {
+            let clean = def.problems.is_empty();
+            for problem in def.problems {
+                self.report(ObjectRef::Service(def.name.clone()), task, problem);
+            }
+            let Some(acc) = self.services.get_mut(&def.name) else {
+                self.services.insert(
+                    def.name,
+                    ServiceAcc {
+                        settings: def.settings,
+                        origin: Origin::of(task),
+                        clean,
+                        servers: def.server.into_iter().collect(),
+                        tasks: vec![task.id.clone()],
+                        reported: HashSet::new(),
+                    },
+                );
+                continue;
+            };
+            acc.tasks.push(task.id.clone());
+            acc.servers.extend(def.server);
+            if !clean {
+                continue;
+            }
+            if !acc.clean {
+                (acc.settings, acc.origin, acc.clean) = (def.settings, Origin::of(task), true);
+            } else if acc.settings != def.settings || acc.origin.provider != task.provider {
+                let message = service_diff(&acc.settings, &acc.origin, &def.settings, task);
+                if acc.reported.insert((task.provider.clone(), def.settings)) {
+                    let object = ObjectRef::Service(def.name);
+                    self.report(object, task, Problem::general(message));
+                }
+            }
+        }
+        for mut def in defs.routers {
+            let clean = def.problems.is_empty();
+            for problem in std::mem::take(&mut def.problems) {
+                self.report(ObjectRef::Router(def.name.clone()), task, problem);
+            }
+            let Some(acc) = self.routers.get_mut(&def.name) else {
+                self.routers.insert(
+                    def.name.clone(),
+                    RouterAcc {
+                        shown: def,
+                        origin: Origin::of(task),
+                        clean,
+                        tasks: vec![task.id.clone()],
+                        reported: HashSet::new(),
+                    },
+                );
+                continue;
+            };
+            acc.tasks.push(task.id.clone());
+            if !clean {
+                continue;
+            }
+            if !acc.clean {
+                (acc.shown, acc.origin, acc.clean) = (def, Origin::of(task), true);
+            } else if acc.shown.settings != def.settings || acc.origin.provider != task.provider {
+                let message = router_diff(&acc.shown.settings, &acc.origin, &def.settings, task);
+                if acc.reported.insert((task.provider.clone(), def.settings)) {
+                    self.report(ObjectRef::Router(def.name), task, Problem::general(message));
+                }
+            }
+        }
+    }
+
+    /// Checks rules and references, and builds the configuration.
+    pub(crate) fn finish(self) -> DynamicConfig {
+        let Merger {
+            routers,
+            services,
+            mut errors,
+        } = self;
+
+        let services: BTreeMap<String, Service> = services
+            .into_iter()
+            .map(|(name, acc)| {
+                let mut servers = acc.servers;
+                // Stable: equal ids from different providers keep provider order.
+                servers.sort_by(|a, b| a.task.cmp(&b.task));
+                let mut tasks = acc.tasks;
+                tasks.sort();
+                let service = Service {
+                    servers,
+                    provider: acc.origin.provider,
+                    tasks,
+                    status: Status::Enabled,
+                    errors: Vec::new(),
+                };
+                (name, service)
+            })
+            .collect();
+
+        // A rule is compiled once per router, not once per task defining it; only the
+        // reference definition's, as a router without one is disabled anyway.
+        for (name, acc) in &routers {
+            if !acc.clean {
+                continue;
+            }
+            if let Err(e) = crate::rules::compile(&acc.shown.settings.rule) {
+                errors.push(router_error(
+                    name,
+                    acc,
+                    acc.shown.rule_label.clone(),
+                    format!("rule: {e}"),
+                ));
+            }
+        }
+
+        // Every service error disables its service; routers to it are disabled too.
+        let disabled: BTreeSet<String> = errors
+            .iter()
+            .filter_map(|e| match &e.object {
+                ObjectRef::Service(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for (name, acc) in &routers {
+            let service = &acc.shown.settings.service;
+            if service.is_empty() {
+                continue; // Could not be worked out: already reported.
+            }
+            let message = if !services.contains_key(service) {
+                format!("unknown service {service:?}")
+            } else if disabled.contains(service) {
+                format!("service {service:?} is disabled")
+            } else {
+                continue;
+            };
+            errors.push(router_error(
+                name,
+                acc,
+                acc.shown.service_label.clone(),
+                message,
+            ));
+        }
+
+        let routers: BTreeMap<String, Router> = routers
+            .into_iter()
+            .map(|(name, acc)| {
+                let mut tasks = acc.tasks;
+                tasks.sort();
+                let s = acc.shown.settings;
+                let router = Router {
+                    rule: s.rule,
+                    priority: s.priority,
+                    service: s.service,
+                    entry_points: s.entry_points,
+                    tls: s.tls,
+                    provider: acc.origin.provider,
+                    tasks,
+                    status: Status::Enabled,
+                    errors: Vec::new(),
+                };
+                (name, router)
+            })
+            .collect();
+
+        let mut config = DynamicConfig {
+            routers,
+            services,
+            errors: collapse(errors),
+        };
+        for error in &config.errors {
+            let (status, list) = match &error.object {
+                ObjectRef::Router(name) => match config.routers.get_mut(name) {
+                    Some(r) => (&mut r.status, &mut r.errors),
+                    None => continue,
+                },
+                ObjectRef::Service(name) => match config.services.get_mut(name) {
+                    Some(s) => (&mut s.status, &mut s.errors),
+                    None => continue,
+                },
+                ObjectRef::Task(_) | ObjectRef::Provider(_) => continue,
+            };
+            *status = Status::Disabled;
+            list.push(error.to_string());
+        }
+        config
+    }
+}
+
+/// An error about a router as a whole, attributed to its reference definition.
+fn router_error(
+    name: &str,
+    acc: &RouterAcc,
+    label: Option<String>,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        object: ObjectRef::Router(name.to_string()),
+        provider: acc.origin.provider.clone(),
+        task: Some(acc.origin.task.clone()),
+        label,
+        message,
+    }
+}
+
+/// Collapses errors that differ only by task (the same bad label on every task of an
+/// ECS service) into one naming the first task and counting the others, then sorts.
+fn collapse(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    type Key = (ObjectRef, String, Option<String>, String);
+    let mut groups: BTreeMap<Key, (Option<String>, usize)> = BTreeMap::new();
+    for e in errors {
+        let group = groups
+            .entry((e.object, e.provider, e.label, e.message))
+            .or_insert((None, 0));
+        if group.1 == 0 || e.task < group.0 {
+            group.0 = e.task;
+        }
+        group.1 += 1;
+    }
+    let mut out: Vec<ConfigError> = groups
+        .into_iter()
+        .map(|((object, provider, label, mut message), (task, count))| {
+            if count > 1 {
+                let others = count - 1;
+                let s = if others == 1 { "" } else { "s" };
+                message.push_str(&format!(" (also in {others} other task{s})"));
+            }
+            ConfigError {
+                object,
+                provider,
+                task,
+                label,
+                message,
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// "defined differently by tasks a and b: rule `X` vs `Y`; …".
+fn router_diff(a: &RouterSettings, origin: &Origin, b: &RouterSettings, task: &Task) -> String {
+    let mut parts = Vec::new();
+    if origin.provider != task.provider {
+        parts.push(format!("provider {} vs {}", origin.provider, task.provider));
+    }
+    if a.rule != b.rule {
+        parts.push(format!("rule `{}` vs `{}`", a.rule, b.rule));
+    }
+    if a.priority != b.priority {
+        parts.push(format!("priority {} vs {}", a.priority, b.priority));
+    }
+    if a.service != b.service {
+        parts.push(format!("service {:?} vs {:?}", a.service, b.service));
+    }
+    if a.entry_points != b.entry_points {
+        parts.push(format!(
+            "entrypoints [{}] vs [{}]",
+            a.entry_points.join(", "),
+            b.entry_points.join(", ")
+        ));
+    }
+    if a.tls != b.tls {
+        parts.push(format!("tls {} vs {}", a.tls, b.tls));
+    }
+    differently(origin, task, parts)
+}
+
+/// "defined differently by tasks a and b: provider ecs vs file; …".
+fn service_diff(a: &ServiceSettings, origin: &Origin, b: &ServiceSettings, task: &Task) -> String {
+    let mut parts = Vec::new();
+    if origin.provider != task.provider {
+        parts.push(format!("provider {} vs {}", origin.provider, task.provider));
+    }
+    if a.pass_host_header != b.pass_host_header {
+        parts.push(format!(
+            "passhostheader {} vs {}",
+            a.pass_host_header, b.pass_host_header
+        ));
+    }
+    differently(origin, task, parts)
+}
+
+fn differently(origin: &Origin, task: &Task, parts: Vec<String>) -> String {
+    // Ids are unique within a provider only: qualify them when providers differ.
+    let (a, b) = if origin.provider == task.provider {
+        (origin.task.clone(), task.id.clone())
+    } else {
+        (
+            format!("{}@{}", origin.task, origin.provider),
+            format!("{}@{}", task.id, task.provider),
+        )
+    };
+    format!(
+        "defined differently by tasks {a} and {b}: {}",
+        parts.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::resolve::ServiceDef;
+    use crate::labels::tests::task;
+
+    fn service_def(name: &str, pass_host_header: bool) -> ServiceDef {
+        ServiceDef {
+            name: name.to_string(),
+            settings: ServiceSettings { pass_host_header },
+            server: None,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn service_level_settings_conflict_once_per_variant() {
+        // No label yields passhostheader=false today; this checks the machinery that
+        // strategy, stickiness and health checks will use.
+        let mut merger = Merger::default();
+        for (id, phh) in [("a", true), ("b", false), ("c", false), ("d", true)] {
+            let defs = TaskDefs {
+                services: vec![service_def("s", phh)],
+                ..TaskDefs::default()
+            };
+            merger.add(&task(id, &[80], &[]), defs);
+        }
+        let config = merger.finish();
+        let s = &config.services["s"];
+        assert_eq!(s.status, Status::Disabled);
+        assert_eq!(s.tasks, ["a", "b", "c", "d"]);
+        assert_eq!(
+            config.errors,
+            vec![ConfigError {
+                object: ObjectRef::Service("s".to_string()),
+                provider: "file".to_string(),
+                task: Some("b".to_string()),
+                label: None,
+                message: "defined differently by tasks a and b: passhostheader true vs false"
+                    .to_string(),
+            }]
+        );
+    }
+
+    #[test]
+    fn identical_errors_collapse() {
+        let error = |task: &str| ConfigError {
+            object: ObjectRef::Service("s".to_string()),
+            provider: "ecs".to_string(),
+            task: Some(task.to_string()),
+            label: Some("traefik.port".to_string()),
+            message: "bad".to_string(),
+        };
+        let got = collapse(vec![error("c"), error("a"), error("b")]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].task.as_deref(), Some("a"));
+        assert_eq!(got[0].message, "bad (also in 2 other tasks)");
+        let got = collapse(vec![error("c"), error("a")]);
+        assert_eq!(got[0].message, "bad (also in 1 other task)");
+    }
+}

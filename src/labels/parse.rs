@@ -1,0 +1,422 @@
+//! Reads one task's labels into typed, per-object settings.
+//!
+//! This step only looks at label keys and values, one label at a time: it sorts each
+//! `<prefix>.` label into the router, service or task it is about and parses its value.
+//! A value that does not parse is kept as an `Err` in its slot rather than reported
+//! straight away, because a Traefik v1 value is only in effect when no v2 label sets the
+//! same field (see [`super::v1`]); [`super::resolve`] reports the values in effect.
+//!
+//! Keywords in keys (`http`, `routers`, `rule`, `entryPoints`, …) match case-insensitively,
+//! as in Traefik; router and service names are taken as written.
+
+use std::collections::BTreeMap;
+
+use crate::dynamic::Scheme;
+use crate::provider::Task;
+
+use super::v1::V1Labels;
+
+/// A problem with labels, before it is tied to an object, task and provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// The full label key at fault, when one is.
+    pub label: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem caused by one label.
+    pub(crate) fn at(label: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            label: Some(label.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// A problem no single label is to blame for (e.g. a missing setting).
+    pub(crate) fn general(message: impl Into<String>) -> Problem {
+        Problem {
+            label: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// One setting read from a label: the label it came from and its parsed value, or
+/// why the value is invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Value<T> {
+    /// `None` when the value is implied rather than written (v1 router → its backend).
+    pub label: Option<String>,
+    pub parsed: Result<T, String>,
+}
+
+impl<T> Value<T> {
+    pub(crate) fn from_label(label: &str, parsed: Result<T, String>) -> Value<T> {
+        Value {
+            label: Some(label.to_string()),
+            parsed,
+        }
+    }
+}
+
+/// What a task's labels say about one router.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RouterLabels {
+    pub rule: Option<Value<String>>,
+    pub priority: Option<Value<i64>>,
+    pub service: Option<Value<String>>,
+    pub entry_points: Option<Value<Vec<String>>>,
+    pub tls: Option<Value<bool>>,
+    /// Keys of Traefik `tls.*` options (`tls.certresolver`, `tls.options`,
+    /// `tls.domains[n].main|sans`): each one implies `tls=true`. Their values are not
+    /// used: certificates come from the entrypoint's static TLS configuration.
+    pub tls_options: Vec<String>,
+    /// Labels that break the router whatever else is set (unknown keys, middlewares).
+    pub problems: Vec<Problem>,
+}
+
+/// What a task's labels say about one service (its `loadbalancer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServiceLabels {
+    pub port: Option<Value<u16>>,
+    pub scheme: Option<Value<Scheme>>,
+    pub weight: Option<Value<u32>>,
+    pub pass_host_header: Option<Value<bool>>,
+    /// Labels that break the service whatever else is set (unknown keys).
+    pub problems: Vec<Problem>,
+}
+
+/// Everything one task's labels say, v1 labels already folded in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TaskLabels {
+    pub routers: BTreeMap<String, RouterLabels>,
+    pub services: BTreeMap<String, ServiceLabels>,
+    /// Problems with the task as a whole (unknown top-level labels, TCP, middlewares).
+    pub problems: Vec<Problem>,
+    /// The task has `<prefix>.tcp.*` or `<prefix>.udp.*` labels. Like Traefik, a task
+    /// that only describes TCP/UDP routing gets no default HTTP router and service.
+    pub has_tcp_udp: bool,
+}
+
+/// Settings a router label may name, for messages.
+const ROUTER_KEYS: &str = "rule, priority, service, entrypoints, tls";
+/// Settings a service label may name, for messages.
+const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader";
+
+/// The part of `key` after `<prefix>.`, when the key starts with it (ASCII
+/// case-insensitive, like Traefik's label decoder).
+pub(crate) fn strip_prefix<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    let head = key.get(..prefix.len())?;
+    let rest = key.get(prefix.len()..)?;
+    if head.eq_ignore_ascii_case(prefix) {
+        rest.strip_prefix('.')
+    } else {
+        None
+    }
+}
+
+/// Sorts every `<prefix>.` label of `task` into the object it is about. `<prefix>.enable`
+/// is skipped: exposure is decided before this runs.
+pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
+    let mut out = TaskLabels::default();
+    let mut v1 = V1Labels::default();
+    for (key, value) in &task.labels {
+        let Some(rest) = strip_prefix(key, prefix) else {
+            continue;
+        };
+        let segments: Vec<&str> = rest.split('.').collect();
+        let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+        match lower.as_slice() {
+            ["enable"] => {}
+            ["http", "routers", ..] => router_label(&mut out, key, &segments[2..], value),
+            ["http", "services", ..] => service_label(&mut out, key, &segments[2..], value),
+            ["http", "middlewares", ..] => out
+                .problems
+                .push(Problem::at(key, "middlewares are not supported")),
+            ["tcp" | "udp", ..] => {
+                out.has_tcp_udp = true;
+                out.problems
+                    .push(Problem::at(key, "TCP/UDP routing is not supported"));
+            }
+            _ => {
+                if !v1.take(key, &lower, value, &mut out.problems) {
+                    out.problems.push(Problem::at(
+                        key,
+                        format!(
+                            "unknown label {key:?} (known: {prefix}.enable, \
+                             {prefix}.http.routers.<name>.<setting>, \
+                             {prefix}.http.services.<name>.loadbalancer.<setting>, and v1 \
+                             {prefix}.frontend.rule, frontend.priority, frontend.entryPoints, \
+                             protocol, port, weight, backend)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    super::v1::apply(task, v1, &mut out);
+    out
+}
+
+/// One `<prefix>.http.routers.<name>.<setting…>` label; `rest` starts at `<name>`.
+fn router_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
+    let Some((name, setting)) = rest.split_first().filter(|(name, _)| !name.is_empty()) else {
+        out.problems.push(Problem::at(
+            key,
+            "missing router name: expected <prefix>.http.routers.<name>.<setting>",
+        ));
+        return;
+    };
+    let router = out.routers.entry((*name).to_string()).or_default();
+    let setting: Vec<String> = setting.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let setting: Vec<&str> = setting.iter().map(String::as_str).collect();
+    let problems = &mut router.problems;
+    match setting.as_slice() {
+        ["rule"] => set(&mut router.rule, key, parse_rule(value), problems),
+        ["priority"] => set(&mut router.priority, key, parse_priority(value), problems),
+        ["service"] => set(&mut router.service, key, parse_name(value), problems),
+        ["entrypoints"] => set(
+            &mut router.entry_points,
+            key,
+            parse_entry_points(value),
+            problems,
+        ),
+        ["tls"] => set(&mut router.tls, key, parse_bool(value), problems),
+        ["tls", "certresolver" | "options"] => router.tls_options.push(key.to_string()),
+        ["tls", domain, "main" | "sans"] if is_indexed(domain, "domains") => {
+            router.tls_options.push(key.to_string())
+        }
+        ["middlewares", ..] => problems.push(Problem::at(
+            key,
+            "middlewares are not supported; the router is disabled rather than routed \
+             without them",
+        )),
+        [] => problems.push(Problem::at(
+            key,
+            format!("missing router setting after the name (expected one of: {ROUTER_KEYS})"),
+        )),
+        _ => problems.push(Problem::at(
+            key,
+            format!("unknown router label {key:?} (router settings: {ROUTER_KEYS}, tls.*)"),
+        )),
+    }
+}
+
+/// One `<prefix>.http.services.<name>.<…>` label; `rest` starts at `<name>`.
+fn service_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
+    let Some((name, setting)) = rest.split_first().filter(|(name, _)| !name.is_empty()) else {
+        out.problems.push(Problem::at(
+            key,
+            "missing service name: expected <prefix>.http.services.<name>.loadbalancer.<setting>",
+        ));
+        return;
+    };
+    let service = out.services.entry((*name).to_string()).or_default();
+    let setting: Vec<String> = setting.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let setting: Vec<&str> = setting.iter().map(String::as_str).collect();
+    let problems = &mut service.problems;
+    match setting.as_slice() {
+        ["loadbalancer", "server", "port"] => {
+            set(&mut service.port, key, parse_port(value), problems)
+        }
+        ["loadbalancer", "server", "scheme"] => {
+            set(&mut service.scheme, key, parse_scheme(value), problems)
+        }
+        ["loadbalancer", "server", "weight"] => {
+            set(&mut service.weight, key, parse_weight(value), problems)
+        }
+        ["loadbalancer", "passhostheader"] => set(
+            &mut service.pass_host_header,
+            key,
+            parse_bool(value),
+            problems,
+        ),
+        ["loadbalancer", ..] => problems.push(Problem::at(
+            key,
+            format!("unknown service label {key:?} (load balancer settings: {SERVICE_KEYS})"),
+        )),
+        _ => problems.push(Problem::at(
+            key,
+            format!(
+                "unknown service label {key:?}: only load balancer services are supported \
+                 (<prefix>.http.services.<name>.loadbalancer.<setting>)"
+            ),
+        )),
+    }
+}
+
+/// Whether `segment` is `<word>[<digits>]` (Traefik's list syntax, e.g. `domains[0]`).
+fn is_indexed(segment: &str, word: &str) -> bool {
+    segment
+        .strip_prefix(word)
+        .and_then(|s| s.strip_prefix('['))
+        .and_then(|s| s.strip_suffix(']'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Fills `slot` from `label`, unless another label (the same key in another case)
+/// already did: that is reported rather than silently picking one.
+pub(crate) fn set<T>(
+    slot: &mut Option<Value<T>>,
+    label: &str,
+    parsed: Result<T, String>,
+    problems: &mut Vec<Problem>,
+) {
+    match slot {
+        Some(first) => problems.push(Problem::at(
+            label,
+            format!(
+                "set twice: also set by label {:?}",
+                first.label.as_deref().unwrap_or("")
+            ),
+        )),
+        None => *slot = Some(Value::from_label(label, parsed)),
+    }
+}
+
+/// A rule: any non-blank text; [`crate::rules::compile`] checks it later, once per router.
+pub(crate) fn parse_rule(value: &str) -> Result<String, String> {
+    let rule = value.trim();
+    if rule.is_empty() {
+        Err("empty rule: expected a rule such as PathPrefix(`/`)".to_string())
+    } else {
+        Ok(rule.to_string())
+    }
+}
+
+/// A router priority: any `i64`, negative included.
+pub(crate) fn parse_priority(value: &str) -> Result<i64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid priority {value:?}: expected an integer"))
+}
+
+/// A server port: 1-65535.
+pub(crate) fn parse_port(value: &str) -> Result<u16, String> {
+    match value.trim().parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!(
+            "invalid port {value:?}: expected an integer 1-65535"
+        )),
+    }
+}
+
+/// A server weight: 0 (no traffic) to `u32::MAX`.
+pub(crate) fn parse_weight(value: &str) -> Result<u32, String> {
+    value.trim().parse().map_err(|_| {
+        format!(
+            "invalid weight {value:?}: expected an integer 0-{}",
+            u32::MAX
+        )
+    })
+}
+
+/// A server scheme: `http`, `h2c` or `https`, any case.
+pub(crate) fn parse_scheme(value: &str) -> Result<Scheme, String> {
+    Scheme::parse(value)
+        .ok_or_else(|| format!("invalid scheme {value:?}: expected http, h2c or https"))
+}
+
+/// A boolean. Accepts what Go's `strconv.ParseBool` accepts (`true`, `false`, `1`, `0`,
+/// `t`, `f`), in any case, so Traefik task definitions keep working.
+pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" => Ok(true),
+        "false" | "f" | "0" => Ok(false),
+        _ => Err(format!("invalid boolean {value:?}: expected true or false")),
+    }
+}
+
+/// An object name (a router's `service`, a v1 `backend`): non-blank, trimmed.
+pub(crate) fn parse_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if name.is_empty() {
+        Err("empty value: expected a service name".to_string())
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+/// Comma-separated entrypoint names, trimmed, none empty. Sorted and deduplicated: the
+/// order means nothing, and two tasks listing the same set must not conflict.
+pub(crate) fn parse_entry_points(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in value.split(',') {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!(
+                "invalid entrypoints {value:?}: expected comma-separated, non-empty entrypoint names"
+            ));
+        }
+        names.push(name.to_string());
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_port(" 8080 "), Ok(8080));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["0", "65536", "80a", "", "-1"] {
+            assert_eq!(
+                parse_port(bad),
+                Err(format!("invalid port {bad:?}: expected an integer 1-65535"))
+            );
+        }
+        assert_eq!(parse_weight("0"), Ok(0));
+        assert!(parse_weight("-1")
+            .unwrap_err()
+            .contains("expected an integer 0-4294967295"));
+        assert_eq!(parse_priority("-5"), Ok(-5));
+        assert!(parse_priority("high")
+            .unwrap_err()
+            .contains("expected an integer"));
+        assert_eq!(parse_scheme("H2C"), Ok(Scheme::H2c));
+        assert!(parse_scheme("grpc")
+            .unwrap_err()
+            .contains("expected http, h2c or https"));
+        for (input, want) in [("TRUE", true), ("false", false), ("1", true), ("f", false)] {
+            assert_eq!(parse_bool(input), Ok(want), "{input}");
+        }
+        assert!(parse_bool("yes")
+            .unwrap_err()
+            .contains("expected true or false"));
+        assert_eq!(
+            parse_entry_points(" websecure, web,web "),
+            Ok(vec!["web".to_string(), "websecure".to_string()])
+        );
+        assert!(parse_entry_points("web,,b").is_err());
+        assert!(parse_entry_points("").is_err());
+        assert!(parse_rule("  ").is_err());
+        assert!(parse_name(" ").is_err());
+    }
+
+    #[test]
+    fn prefix_is_case_insensitive_and_needs_a_dot() {
+        assert_eq!(strip_prefix("traefik.enable", "traefik"), Some("enable"));
+        assert_eq!(strip_prefix("Traefik.http", "traefik"), Some("http"));
+        assert_eq!(strip_prefix("traefikx.enable", "traefik"), None);
+        assert_eq!(strip_prefix("traefik", "traefik"), None);
+        assert_eq!(strip_prefix("tr", "traefik"), None);
+        // Never slices inside a character.
+        assert_eq!(strip_prefix("traefiké.x", "traefikx"), None);
+    }
+
+    #[test]
+    fn indexed_segments() {
+        assert!(is_indexed("domains[0]", "domains"));
+        assert!(is_indexed("domains[12]", "domains"));
+        assert!(!is_indexed("domains[]", "domains"));
+        assert!(!is_indexed("domains[x]", "domains"));
+        assert!(!is_indexed("domains", "domains"));
+    }
+}
