@@ -16,7 +16,7 @@ use crate::provider::file::{self, FileProvider};
 use crate::provider::{ProviderStatus, ProviderUpdate};
 use crate::proxy::{self, SharedTable};
 use crate::table::RoutingTable;
-use crate::watcher::{self, Input, Watcher};
+use crate::watcher::{self, Input, Progress, Watcher};
 
 /// How long calls in flight may take to finish at shutdown.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -45,7 +45,7 @@ pub struct Shared {
     pub table: SharedTable,
     pub providers: Vec<Arc<ProviderStatus>>,
     pub entrypoints: Vec<(String, SocketAddr)>,
-    pub generation: watch::Receiver<u64>,
+    pub progress: watch::Receiver<Progress>,
 }
 
 /// A running gantry.
@@ -96,23 +96,27 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         bound.push((name.clone(), addr));
         entrypoints.push(e);
     }
-    let api_listener = match &loaded.config.api {
-        Some(api) => Some(
-            tokio::net::TcpListener::bind(api.address)
-                .await
-                .map_err(|source| StartError::ApiBind {
+    let api_listener =
+        match &loaded.config.api {
+            Some(api) => Some(tokio::net::TcpListener::bind(api.address).await.map_err(
+                |source| StartError::ApiBind {
                     addr: api.address,
                     source,
-                })?,
-        ),
-        None => None,
-    };
+                },
+            )?),
+            None => None,
+        };
 
     let mut background = JoinSet::new();
     let mut inputs = Vec::new();
     let mut providers = Vec::new();
     if let Some(path) = loaded.file_provider_path() {
-        let watch_file = loaded.config.providers.file.as_ref().is_some_and(|f| f.watch);
+        let watch_file = loaded
+            .config
+            .providers
+            .file
+            .as_ref()
+            .is_some_and(|f| f.watch);
         let provider = FileProvider::new(path, watch_file);
         providers.push(provider.status());
         let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
@@ -123,14 +127,14 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         background.spawn(provider.run(tx));
     }
 
-    let (generation, generation_rx) = watch::channel(0u64);
+    let (progress, progress_rx) = watch::channel(Progress::default());
     let watcher = Watcher {
         inputs,
         labels: label_options(&loaded),
         entrypoints: names,
         throttle: loaded.throttle(),
         table: table.clone(),
-        generation,
+        progress,
     };
     background.spawn(watcher.run());
 
@@ -138,7 +142,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         table: table.clone(),
         providers,
         entrypoints: bound,
-        generation: generation_rx,
+        progress: progress_rx,
     };
     let mut serving = JoinSet::new();
     for e in entrypoints {
@@ -147,7 +151,11 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let mut api = None;
     if let Some(listener) = api_listener {
         api = listener.local_addr().ok();
-        serving.spawn(crate::api::serve(listener, shared.clone(), shutdown_rx.clone()));
+        serving.spawn(crate::api::serve(
+            listener,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     Ok(Gantry {
         shared,
@@ -184,13 +192,23 @@ impl Gantry {
 
     /// How many tables have been published so far.
     pub fn generation(&self) -> u64 {
-        *self.shared.generation.borrow()
+        self.shared.progress.borrow().tables
+    }
+
+    /// What the watcher has done so far.
+    pub fn progress(&self) -> Progress {
+        *self.shared.progress.borrow()
     }
 
     /// Waits until at least `n` tables have been published.
     pub async fn wait_generation(&self, n: u64) {
-        let mut rx = self.shared.generation.clone();
-        let _ = rx.wait_for(|g| *g >= n).await;
+        self.wait_progress(|p| p.tables >= n).await;
+    }
+
+    /// Waits until the watcher's progress satisfies `f`.
+    pub async fn wait_progress(&self, f: impl FnMut(&Progress) -> bool) {
+        let mut rx = self.shared.progress.clone();
+        let _ = rx.wait_for(f).await;
     }
 
     pub fn providers(&self) -> &[Arc<ProviderStatus>] {

@@ -240,12 +240,22 @@ fn validate(config: &Config) -> Result<(), String> {
     }
     let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
     for (name, ep) in &config.entrypoints {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!(
                 "entrypoints.{name:?}: names may use only letters, digits, '-' and '_'"
             ));
         }
-        if let Some(other) = seen.insert(ep.address, name) {
+        // Port 0 asks the OS for a free port: never a clash.
+        let clash = if ep.address.port() == 0 {
+            None
+        } else {
+            seen.insert(ep.address, name)
+        };
+        if let Some(other) = clash {
             return Err(format!(
                 "entrypoints.{name}.address: {} is already used by entrypoints.{other}",
                 ep.address
@@ -258,7 +268,7 @@ fn validate(config: &Config) -> Result<(), String> {
         }
     }
     if let Some(api) = &config.api {
-        if let Some(name) = seen.get(&api.address) {
+        if let Some(name) = seen.get(&api.address).filter(|_| api.address.port() != 0) {
             return Err(format!(
                 "api.address: {} is already used by entrypoints.{name}",
                 api.address
@@ -266,7 +276,8 @@ fn validate(config: &Config) -> Result<(), String> {
         }
     }
     let p = &config.providers;
-    if p.label_prefix.is_empty() || p.label_prefix.starts_with('.') || p.label_prefix.ends_with('.') {
+    if p.label_prefix.is_empty() || p.label_prefix.starts_with('.') || p.label_prefix.ends_with('.')
+    {
         return Err(format!(
             "providers.label_prefix: {:?} must be a non-empty label prefix without leading or trailing '.'",
             p.label_prefix
@@ -280,7 +291,8 @@ fn validate(config: &Config) -> Result<(), String> {
     if let Some(ecs) = &p.ecs {
         if ecs.clusters.is_empty() && !ecs.auto_discover_clusters {
             return Err(
-                "providers.ecs: set clusters = [\"name\", …] or auto_discover_clusters = true".into(),
+                "providers.ecs: set clusters = [\"name\", …] or auto_discover_clusters = true"
+                    .into(),
             );
         }
         if ecs.refresh_seconds == 0 {
@@ -367,7 +379,10 @@ level = "debug"
 "#,
         );
         assert_eq!(l.config.entrypoints.len(), 2);
-        assert_eq!(l.file_provider_path(), Some(PathBuf::from("/abs/tasks.toml")));
+        assert_eq!(
+            l.file_provider_path(),
+            Some(PathBuf::from("/abs/tasks.toml"))
+        );
         let ecs = l.config.providers.ecs.as_ref().map(|e| e.refresh_seconds);
         assert_eq!(ecs, Some(30));
         assert!(l.constraints.is_some());
@@ -410,7 +425,10 @@ level = "debug"
         for (text, needles) in cases {
             let err = parse_err(text);
             for needle in *needles {
-                assert!(err.contains(needle), "error {err:?} should mention {needle:?}");
+                assert!(
+                    err.contains(needle),
+                    "error {err:?} should mention {needle:?}"
+                );
             }
         }
     }

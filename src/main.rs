@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use gantry::dynamic::{DynamicConfig, Status};
 
 #[derive(Parser)]
-#[command(name = "gantry", version, about = "A gRPC-aware router for AWS ECS, configured by Docker labels")]
+#[command(
+    name = "gantry",
+    version,
+    about = "A gRPC-aware router for AWS ECS, configured by Docker labels"
+)]
 struct Cli {
     /// The static configuration file.
     #[arg(long, short, global = true, default_value = "config.toml")]
@@ -98,7 +102,12 @@ fn render(config: &DynamicConfig) -> String {
     }
     let _ = writeln!(out, "services ({}):", config.services.len());
     for (name, s) in &config.services {
-        let _ = writeln!(out, "  {name} [{}] {} server(s)", status(s.status), s.servers.len());
+        let _ = writeln!(
+            out,
+            "  {name} [{}] {} server(s)",
+            status(s.status),
+            s.servers.len()
+        );
         for srv in &s.servers {
             let _ = writeln!(
                 out,

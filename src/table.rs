@@ -122,7 +122,11 @@ impl RoutingTable {
         }
         for routes in &mut per_ep {
             // Highest priority first; ties by name so the order is stable.
-            routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+            routes.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then_with(|| a.name.cmp(&b.name))
+            });
         }
         RoutingTable {
             config,
@@ -193,7 +197,11 @@ pub fn validate(config: &mut DynamicConfig, entrypoints: &[String]) {
             continue;
         }
         let mut problem = None;
-        if let Some(unknown) = router.entry_points.iter().find(|e| !entrypoints.contains(e)) {
+        if let Some(unknown) = router
+            .entry_points
+            .iter()
+            .find(|e| !entrypoints.contains(e))
+        {
             problem = Some(format!(
                 "unknown entrypoint {unknown:?}; configured entrypoints: {}",
                 entrypoints.join(", ")

@@ -31,8 +31,17 @@ pub struct Watcher {
     pub entrypoints: Vec<String>,
     pub throttle: Duration,
     pub table: SharedTable,
-    /// Bumped after each table swap (tests and the API wait on it).
-    pub generation: watch::Sender<u64>,
+    /// Progress counters (tests and the API wait on them).
+    pub progress: watch::Sender<Progress>,
+}
+
+/// What the watcher has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Sets of provider updates read (each may or may not change the configuration).
+    pub updates: u64,
+    /// Routing tables compiled and swapped in.
+    pub tables: u64,
 }
 
 impl Watcher {
@@ -57,7 +66,8 @@ impl Watcher {
                 });
             if !unchanged {
                 let config = assemble(&self.inputs, &updates, &self.labels, &self.entrypoints);
-                if last_config.as_ref() != Some(&config) {
+                let rebuilt = last_config.as_ref() != Some(&config);
+                if rebuilt {
                     self.publish(config.clone());
                     last_build = Some(Instant::now());
                     last_config = Some(config);
@@ -65,6 +75,10 @@ impl Watcher {
                     tracing::debug!("providers changed but the configuration did not: no rebuild");
                 }
                 last_updates = updates;
+                self.progress.send_modify(|p| {
+                    p.updates += 1;
+                    p.tables += u64::from(rebuilt);
+                });
             }
             if !self.wait_change().await {
                 return;
@@ -107,7 +121,6 @@ impl Watcher {
         let errors = config.errors.len();
         let next = RoutingTable::compile(Arc::new(config), &self.entrypoints, &previous);
         self.table.store(Arc::new(next));
-        self.generation.send_modify(|g| *g += 1);
         tracing::info!(
             routers,
             services,
@@ -140,7 +153,11 @@ pub fn assemble_named(
     label_opts: &LabelOptions,
     entrypoints: &[String],
 ) -> DynamicConfig {
-    let total: usize = updates.iter().filter_map(|(_, u)| *u).map(|u| u.tasks.len()).sum();
+    let total: usize = updates
+        .iter()
+        .filter_map(|(_, u)| *u)
+        .map(|u| u.tasks.len())
+        .sum();
     let mut tasks: Vec<Task> = Vec::with_capacity(total);
     for u in updates.iter().filter_map(|(_, u)| *u) {
         tasks.extend(u.tasks.iter().cloned());

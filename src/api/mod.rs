@@ -19,7 +19,10 @@ pub async fn serve(listener: TcpListener, shared: Shared, mut shutdown: watch::R
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
         tracing::warn!(error = %e, "api server stopped");
     }
 }

@@ -98,7 +98,13 @@ fn scale(weights: &[u64]) -> Vec<u64> {
     if total > MAX_SCHEDULE {
         w = w
             .iter()
-            .map(|x| if *x == 0 { 0 } else { (x * MAX_SCHEDULE / total).max(1) })
+            .map(|x| {
+                if *x == 0 {
+                    0
+                } else {
+                    (x * MAX_SCHEDULE / total).max(1)
+                }
+            })
             .collect();
     }
     w

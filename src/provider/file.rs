@@ -324,7 +324,10 @@ ip = "::1"
         assert_eq!(tasks[0].zone.as_deref(), Some("us-east-1a"));
         assert_eq!(tasks[0].host_port(80), Some(32768));
         assert_eq!(tasks[0].host_port(50061), Some(50061));
-        assert_eq!(tasks[0].labels.get("traefik.enable").map(String::as_str), Some("true"));
+        assert_eq!(
+            tasks[0].labels.get("traefik.enable").map(String::as_str),
+            Some("true")
+        );
         assert_eq!(tasks[1].health, TaskHealth::Unknown);
         assert_eq!(tasks[1].lifecycle, Lifecycle::Running);
         assert_eq!(tasks[1].provider, "file");

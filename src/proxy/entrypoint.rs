@@ -51,7 +51,12 @@ impl Entrypoint {
 
     /// Accepts and serves connections until `shutdown` turns true, then drains for at
     /// most `drain`.
-    pub async fn serve(self, table: SharedTable, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    pub async fn serve(
+        self,
+        table: SharedTable,
+        mut shutdown: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -100,7 +105,10 @@ impl Entrypoint {
             }
         }
         drop(self.listener);
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!(entrypoint = %self.name, "drain timeout: closing connections with calls in flight");
         }
     }

@@ -152,7 +152,11 @@ impl ConnService {
             .path_and_query(path)
             .build()
             .map_err(|e| format!("cannot build the request URI: {e}"))?;
-        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        *req.version_mut() = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         Ok(())
     }
 }

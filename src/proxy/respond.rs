@@ -62,7 +62,10 @@ pub fn failure(grpc: bool, failure: Failure, message: &str) -> Response<ProxyBod
     let headers = res.headers_mut();
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(u16::from(failure.grpc_code())));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(failure.grpc_code())),
+        );
         let encoded = utf8_percent_encode(message, GRPC_MESSAGE).to_string();
         if let Ok(v) = HeaderValue::from_str(&encoded) {
             headers.insert("grpc-message", v);
@@ -116,14 +119,24 @@ mod tests {
 
     #[test]
     fn grpc_failures_are_trailers_only() {
-        let res = failure(true, Failure::NoRoute, "no router for /a.B/C — ünïcode 100%");
+        let res = failure(
+            true,
+            Failure::NoRoute,
+            "no router for /a.B/C — ünïcode 100%",
+        );
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "12");
         let msg = res.headers()["grpc-message"].to_str().unwrap_or_default();
         assert!(msg.contains("%C3%BC") && msg.contains("100%25"), "{msg}");
         assert!(http_body::Body::is_end_stream(res.body()));
-        assert_eq!(failure(true, Failure::NoServer, "x").headers()["grpc-status"], "14");
-        assert_eq!(failure(true, Failure::Deadline, "x").headers()["grpc-status"], "4");
+        assert_eq!(
+            failure(true, Failure::NoServer, "x").headers()["grpc-status"],
+            "14"
+        );
+        assert_eq!(
+            failure(true, Failure::Deadline, "x").headers()["grpc-status"],
+            "4"
+        );
     }
 
     #[test]

@@ -1,0 +1,97 @@
+//! The `gantry` command line: `gantry check` prints the configuration and every
+//! error, and its exit code says whether there was any.
+
+use std::path::Path;
+use std::process::Command;
+
+fn gantry(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .output()
+        .expect("run gantry");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+const CONFIG: &str =
+    "[entrypoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\npath = \"tasks.toml\"\n";
+
+#[test]
+fn check_passes_on_the_repository_demo_config() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let (code, out, err) = gantry(&["check", "--config", config]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("rg [enabled]"), "{out}");
+    assert!(out.contains("h2c://127.0.0.1:50061"), "{out}");
+    assert!(out.contains("h2c://127.0.0.1:50062"), "{out}");
+    assert!(out.contains("errors (0)"), "{out}");
+}
+
+#[test]
+fn check_reports_label_errors_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "config.toml", CONFIG);
+    write(
+        dir.path(),
+        "tasks.toml",
+        r#"
+[[task]]
+id = "svc-1"
+ip = "127.0.0.1"
+ports = [9000]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.api.rule" = "Host(`a.example`) &&"
+"traefik.http.routers.ok.rule" = "Host(`b.example`)"
+"#,
+    );
+    let (code, out, _) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("api [DISABLED]"), "{out}");
+    assert!(out.contains("ok [enabled]"), "{out}");
+    assert!(out.contains("traefik.http.routers.api.rule"), "{out}");
+    assert!(out.contains("svc-1"), "{out}");
+    assert!(out.contains("column"), "{out}");
+
+    let (code, json, _) = gantry(&["check", "--config", &config, "--json"]);
+    assert_eq!(code, 1);
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(parsed["routers"]["api"]["status"], "disabled");
+}
+
+#[test]
+fn bad_config_file_names_the_key_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(
+        dir.path(),
+        "config.toml",
+        "[entrypoints.web]\naddress = \"127.0.0.1:0\"\n\n[providers.file]\npath = \"t.toml\"\nwatchh = true\n",
+    );
+    let (code, _, err) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 6") && err.contains("watchh"), "{err}");
+
+    let (code, _, err) = gantry(&["check", "--config", "/nonexistent/gantry.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/gantry.toml"), "{err}");
+}
+
+#[test]
+fn check_reports_an_unreadable_tasks_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "config.toml", CONFIG);
+    write(dir.path(), "tasks.toml", "[[task]]\nid = 1\n");
+    let (code, out, _) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("provider \"file\""), "{out}");
+    assert!(out.contains("line 2"), "{out}");
+}

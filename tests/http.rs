@@ -1,0 +1,195 @@
+//! Plain HTTP through gantry: HTTP/1.1 and h2c clients, HTTP/1.1 servers, header
+//! rewriting, and the router-made 404/502/503.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::{Backend, Gateway};
+
+fn http_task(id: &str, port: u16, service: &str, rule: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[task]]
+id = "{id}"
+ip = "127.0.0.1"
+ports = [{port}]
+{extra}
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.{service}.rule" = "{rule}"
+"traefik.http.services.{service}.loadbalancer.server.scheme" = "http"
+"#
+    )
+}
+
+type H1Client = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn h1() -> H1Client {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends one request over a fresh h2c connection to `addr`, with `uri`'s authority
+/// as `:authority` (whatever host it names).
+async fn h2c_request(
+    addr: std::net::SocketAddr,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Empty::<Bytes>::new()).expect("request"))
+        .await
+        .expect("response");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn get(
+    client: &H1Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = client
+        .request(req.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_h2c_clients_reach_an_http1_server() {
+    let web = Backend::start_http1("web").await;
+    let gw = Gateway::start(&http_task(
+        "web-1",
+        web.addr.port(),
+        "web",
+        "Host(`app.example`) && PathPrefix(`/app`)",
+        "",
+    ))
+    .await;
+    let headers = [("x-forwarded-for", "203.0.113.7"), ("x-request-id", "r-1")];
+    let mut h1_headers = headers.to_vec();
+    h1_headers.push(("host", "app.example"));
+    let via_h1 = get(&h1(), &format!("{}/app/x?y=1", gw.url()), &h1_headers).await;
+    let via_h2c = h2c_request(gw.addr, "http://app.example/app/x?y=1", &headers).await;
+    for (status, headers, body) in [via_h1, via_h2c] {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "web");
+        assert_eq!(headers["x-backend"], "web");
+        assert_eq!(headers["x-seen-x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+        assert_eq!(headers["x-seen-x-forwarded-proto"], "http");
+        assert_eq!(headers["x-seen-x-forwarded-host"], "app.example");
+        assert_eq!(headers["x-seen-x-request-id"], "r-1");
+        assert_eq!(headers["x-seen-host"], "app.example");
+        assert_eq!(headers["x-request-uri"], "/app/x?y=1");
+    }
+    // Another host does not match the rule.
+    let (status, _, _) = h2c_request(gw.addr, "http://other.example/app/x", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_dropped() {
+    let web = Backend::start_http1("web").await;
+    let gw = Gateway::start(&http_task(
+        "web-1",
+        web.addr.port(),
+        "web",
+        "PathPrefix(`/`)",
+        "",
+    ))
+    .await;
+    let (status, headers, _) = get(
+        &h1(),
+        &format!("{}/", gw.url()),
+        &[
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("upgrade", "h2c"),
+            ("x-public", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-seen-x-public"], "yes");
+    for dropped in [
+        "x-seen-x-private",
+        "x-seen-keep-alive",
+        "x-seen-proxy-connection",
+        "x-seen-te",
+        "x-seen-upgrade",
+    ] {
+        assert!(
+            !headers.contains_key(dropped),
+            "{dropped} reached the server"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_made_http_errors() {
+    let web = Backend::start_http1("web").await;
+    // A closed port: take one, then free it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let tasks = http_task("web-1", web.addr.port(), "web", "PathPrefix(`/web`)", "")
+        + &http_task("down-1", closed, "down", "PathPrefix(`/down`)", "")
+        + &http_task(
+            "sick-1",
+            web.addr.port(),
+            "sick",
+            "PathPrefix(`/sick`)",
+            "health = \"UNHEALTHY\"",
+        );
+    let gw = Gateway::start(&tasks).await;
+    let client = h1();
+    let (status, _, body) = get(&client, &format!("{}/nothing/here", gw.url()), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("no router matches GET /nothing/here"),
+        "{body}"
+    );
+    let (status, _, body) = get(&client, &format!("{}/down", gw.url()), &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("\"down\""), "{body}");
+    let (status, _, body) = get(&client, &format!("{}/sick", gw.url()), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("\"sick\""), "{body}");
+    let (status, _, _) = get(&client, &format!("{}/web", gw.url()), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,0 +1,135 @@
+//! Shared helpers for the end-to-end tests: real gantry instances on 127.0.0.1 with
+//! a tasks file in a temporary directory, real tonic backends, and waiting on
+//! conditions with deadlines (never sleeping as synchronisation).
+#![allow(dead_code, unused_imports)] // each test binary uses a different part
+
+pub mod backend;
+pub mod proto;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gantry::app::Gantry;
+
+pub use backend::{wait_until, Backend};
+
+/// How long any condition in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running gantry reading a tasks file the test controls.
+pub struct Gateway {
+    pub gantry: Gantry,
+    pub addr: SocketAddr,
+    tasks: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts gantry on an ephemeral port with `tasks` as its tasks file, and waits
+    /// for its first routing table.
+    pub async fn start(tasks: &str) -> Gateway {
+        Gateway::start_with(tasks, "").await
+    }
+
+    /// Like [`Gateway::start`], with extra lines appended to `[providers]`.
+    pub async fn start_with(tasks: &str, providers_extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tasks_path = dir.path().join("tasks.toml");
+        std::fs::write(&tasks_path, tasks).expect("write tasks");
+        let config = format!(
+            r#"
+[entrypoints.web]
+address = "127.0.0.1:0"
+[api]
+address = "127.0.0.1:0"
+[providers]
+throttle_ms = 10
+{providers_extra}
+[providers.file]
+path = "tasks.toml"
+"#
+        );
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let loaded = gantry::config::load(&config_path).expect("config loads");
+        let gantry = gantry::app::start(loaded).await.expect("gantry starts");
+        within("the first routing table", gantry.wait_generation(1)).await;
+        let addr = gantry.entrypoint("web").expect("entrypoint web");
+        Gateway {
+            gantry,
+            addr,
+            tasks: tasks_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the tasks file atomically (write + rename), as deploy tools do.
+    pub fn write_tasks(&self, tasks: &str) {
+        let tmp = self.tasks.with_extension("tmp");
+        std::fs::write(&tmp, tasks).expect("write tasks");
+        std::fs::rename(&tmp, &self.tasks).expect("rename tasks");
+    }
+
+    /// Replaces the tasks file and waits until a new routing table is in place.
+    pub async fn set_tasks(&self, tasks: &str) {
+        let before = self.gantry.generation();
+        self.write_tasks(tasks);
+        within(
+            "a new routing table",
+            self.gantry.wait_generation(before + 1),
+        )
+        .await;
+    }
+
+    /// An Echo client on a fresh connection to the entrypoint (16 MiB messages).
+    pub async fn echo(&self) -> proto::echo::echo_client::EchoClient<tonic::transport::Channel> {
+        backend::echo_client(&self.url())
+            .await
+            .expect("connect to gantry")
+    }
+
+    /// A RouteGuide client on a fresh connection to the entrypoint.
+    pub async fn route_guide(
+        &self,
+    ) -> proto::routeguide::route_guide_client::RouteGuideClient<tonic::transport::Channel> {
+        backend::route_client(&self.url())
+            .await
+            .expect("connect to gantry")
+    }
+}
+
+/// A tasks-file entry for one h2c backend of service `service`, routed by `rule`.
+pub fn h2c_task(id: &str, backend: &Backend, service: &str, rule: &str, weight: u32) -> String {
+    let port = backend.addr.port();
+    format!(
+        r#"
+[[task]]
+id = "{id}"
+ip = "127.0.0.1"
+ports = [{port}]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.{service}.rule" = "{rule}"
+"traefik.http.routers.{service}.service" = "{service}"
+"traefik.http.services.{service}.loadbalancer.server.scheme" = "h2c"
+"traefik.http.services.{service}.loadbalancer.server.weight" = "{weight}"
+"#,
+        rule = rule.replace('"', "\\\""),
+    )
+}
+
+/// The rule routing the Echo test service.
+pub const ECHO_RULE: &str = "GRPCService(`gantry.test.Echo`)";
+
+/// Awaits `fut`, failing the test if it takes longer than [`DEADLINE`].
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
+    }
+}
