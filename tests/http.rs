@@ -193,3 +193,35 @@ async fn router_made_http_errors() {
     let (status, _, _) = get(&client, &format!("{}/web", gw.url()), &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_serves_ping_rawdata_and_a_summary() {
+    let web = Backend::start_http1("web").await;
+    let gw = Gateway::start(&http_task(
+        "web-1",
+        web.addr.port(),
+        "web",
+        "PathPrefix(`/`)",
+        "",
+    ))
+    .await;
+    let api = format!("http://{}", gw.gantry.api_addr().expect("api address"));
+    let client = h1();
+    let (status, _, body) = get(&client, &format!("{api}/ping"), &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "OK"));
+    let (status, _, body) = get(&client, &format!("{api}/api/rawdata"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let raw: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(raw["routers"]["web"]["rule"], "PathPrefix(`/`)");
+    assert_eq!(
+        raw["services"]["web"]["servers"][0]["url"],
+        format!("http://{}", web.addr)
+    );
+    get(&client, &format!("{}/", gw.url()), &[]).await;
+    let (_, _, summary) = get(&client, &format!("{api}/"), &[]).await;
+    assert!(
+        summary.contains(&format!("http://{} task=web-1 weight=1", web.addr)),
+        "{summary}"
+    );
+    assert!(summary.contains("calls=1"), "{summary}");
+}

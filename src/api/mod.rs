@@ -1,5 +1,6 @@
-//! The API server on `[api].address`: `/ping` and the raw dynamic configuration.
-//! (The dashboard and the rest of the Traefik-compatible API build on this.)
+//! The API server on `[api].address`: `/ping`, the raw dynamic configuration, and a
+//! plain summary page at `/`. (The dashboard and the rest of the Traefik-compatible
+//! API build on this.)
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,6 +13,7 @@ use crate::app::Shared;
 /// Serves the API until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
     let app = Router::new()
+        .route("/", get(summary))
         .route("/ping", get(|| async { "OK" }))
         .route("/api/rawdata", get(rawdata))
         .route("/api/version", get(version))
@@ -36,4 +38,36 @@ async fn version() -> Json<serde_json::Value> {
         "Version": env!("CARGO_PKG_VERSION"),
         "Codename": "gantry",
     }))
+}
+
+/// A plain-text view of routers, services, servers and errors, until the dashboard.
+async fn summary(State(shared): State<Shared>) -> String {
+    use std::fmt::Write;
+    let table = shared.table.load();
+    let config = table.config();
+    let mut out = String::from("gantry\n\nrouters:\n");
+    for (name, r) in &config.routers {
+        let _ = writeln!(out, "  {name} [{:?}] {} -> {}", r.status, r.rule, r.service);
+    }
+    out.push_str("\nservices:\n");
+    for (name, s) in &config.services {
+        let _ = writeln!(out, "  {name} [{:?}]", s.status);
+        for srv in &s.servers {
+            let key = crate::balance::EndpointKey::of(srv);
+            let (calls, in_flight) = table
+                .endpoints()
+                .get(&key)
+                .map_or((0, 0), |e| (e.requests(), e.in_flight()));
+            let _ = writeln!(
+                out,
+                "    {} task={} weight={} health={:?} calls={calls} in_flight={in_flight}",
+                srv.url, srv.task, srv.weight, srv.health
+            );
+        }
+    }
+    let _ = writeln!(out, "\nerrors ({}):", config.errors.len());
+    for e in &config.errors {
+        let _ = writeln!(out, "  {e}");
+    }
+    out
 }
