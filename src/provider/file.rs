@@ -20,8 +20,8 @@ use super::{Lifecycle, PortMapping, ProviderStatus, ProviderUpdate, Task, TaskHe
 /// Provider name used in task ids, errors and the API.
 pub const NAME: &str = "file";
 
-/// Quiet time after the last change event before the file is read: a writer that
-/// truncates then writes is read once, whole.
+/// Quiet time after the last change event before the file is read, and between the
+/// two reads that must agree before a changed file is taken.
 const SETTLE: Duration = Duration::from_millis(30);
 /// Re-check the file this often even without events.
 const POLL: Duration = Duration::from_secs(2);
@@ -221,8 +221,9 @@ impl FileProvider {
         last_text: &mut Option<String>,
         last_good: &mut Arc<Vec<Task>>,
     ) {
-        let text = match tokio::fs::read_to_string(&self.path).await {
-            Ok(t) => t,
+        let text = match self.read_settled(last_text.as_deref()).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
             Err(source) => {
                 let err = FileError::Read {
                     path: self.path.clone(),
@@ -233,9 +234,6 @@ impl FileProvider {
                 return;
             }
         };
-        if last_text.as_deref() == Some(text.as_str()) {
-            return;
-        }
         let started = std::time::Instant::now();
         match parse(&text) {
             Ok(tasks) => {
@@ -254,6 +252,26 @@ impl FileProvider {
             }
         }
         *last_text = Some(text);
+    }
+
+    /// Reads the file; `None` if it equals `last`. A changed file is only taken once
+    /// two reads [`SETTLE`] apart agree: a writer that truncates and then writes in
+    /// place (not an atomic rename) is never seen half-written, whatever woke us.
+    async fn read_settled(&self, last: Option<&str>) -> std::io::Result<Option<String>> {
+        let mut text = tokio::fs::read_to_string(&self.path).await?;
+        for _ in 0..50 {
+            if last == Some(text.as_str()) {
+                return Ok(None);
+            }
+            tokio::time::sleep(SETTLE).await;
+            let again = tokio::fs::read_to_string(&self.path).await?;
+            if again == text {
+                return Ok(Some(text));
+            }
+            text = again;
+        }
+        // Still changing after 50 tries (a writer appending continuously): take it.
+        Ok(Some(text))
     }
 
     /// Reports a failed read: the last good tasks keep serving, with the error beside.

@@ -75,6 +75,11 @@ path = "tasks.toml"
         std::fs::rename(&tmp, &self.tasks).expect("rename tasks");
     }
 
+    /// Rewrites the tasks file in place: truncated, then written.
+    pub fn write_tasks_in_place(&self, tasks: &str) {
+        std::fs::write(&self.tasks, tasks).expect("write tasks");
+    }
+
     /// Replaces the tasks file and waits until a new routing table is in place.
     pub async fn set_tasks(&self, tasks: &str) {
         let before = self.gantry.generation();
