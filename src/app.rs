@@ -9,9 +9,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::config::EcsProviderConfig;
 use crate::config::Loaded;
 use crate::dynamic::DynamicConfig;
 use crate::labels::LabelOptions;
+use crate::provider::ecs::{self, sdk::SdkApi, EcsProvider, Refresher};
 use crate::provider::file::{self, FileProvider};
 use crate::provider::{ProviderStatus, ProviderUpdate};
 use crate::proxy::{self, SharedTable};
@@ -35,8 +37,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the ECS provider is not available in this version of gantry yet")]
-    EcsUnavailable,
 }
 
 /// State the API reads.
@@ -65,15 +65,28 @@ fn label_options(loaded: &Loaded) -> LabelOptions {
     }
 }
 
+fn ecs_settings(ecs: &EcsProviderConfig) -> ecs::Settings {
+    ecs::Settings {
+        clusters: ecs.clusters.clone(),
+        auto_discover: ecs.auto_discover_clusters,
+        healthy_only: ecs.healthy_tasks_only,
+        concurrency: 4,
+    }
+}
+
+fn ecs_timing(ecs: &EcsProviderConfig) -> ecs::Timing {
+    ecs::Timing {
+        interval: Duration::from_secs(ecs.refresh_seconds),
+        max_backoff: Duration::from_secs(ecs.max_backoff_seconds),
+    }
+}
+
 fn entrypoint_names(loaded: &Loaded) -> Vec<String> {
     loaded.config.entrypoints.keys().cloned().collect()
 }
 
 /// Binds every socket, starts providers, the watcher, entrypoints and the API.
 pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
-    if loaded.config.providers.ecs.is_some() {
-        return Err(StartError::EcsUnavailable);
-    }
     let names = entrypoint_names(&loaded);
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(names.len())));
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -122,6 +135,17 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
         inputs.push(Input {
             name: file::NAME.to_string(),
+            updates: rx,
+        });
+        background.spawn(provider.run(tx));
+    }
+    if let Some(ecs) = &loaded.config.providers.ecs {
+        let api = SdkApi::from_config(ecs).await;
+        let provider = EcsProvider::new(api, ecs_settings(ecs), ecs_timing(ecs));
+        providers.push(provider.status());
+        let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
+        inputs.push(Input {
+            name: ecs::NAME.to_string(),
             updates: rx,
         });
         background.spawn(provider.run(tx));
@@ -268,7 +292,7 @@ async fn wait_for_signal() {
 
 /// The configuration every provider describes right now, read once (for `gantry
 /// check`). Provider failures appear as errors in it.
-pub fn check(loaded: &Loaded) -> DynamicConfig {
+pub async fn check(loaded: &Loaded) -> DynamicConfig {
     let mut updates: Vec<(&str, Option<ProviderUpdate>)> = Vec::new();
     if let Some(path) = loaded.file_provider_path() {
         let update = match file::read(&path) {
@@ -283,14 +307,19 @@ pub fn check(loaded: &Loaded) -> DynamicConfig {
         };
         updates.push((file::NAME, Some(update)));
     }
-    if loaded.config.providers.ecs.is_some() {
-        updates.push((
-            "ecs",
-            Some(ProviderUpdate {
+    if let Some(config) = &loaded.config.providers.ecs {
+        let api = SdkApi::from_config(config).await;
+        let update = match Refresher::new(ecs_settings(config)).refresh(&api).await {
+            Ok(outcome) => ProviderUpdate {
+                tasks: Arc::new(outcome.tasks),
+                error: None,
+            },
+            Err(e) => ProviderUpdate {
                 tasks: Arc::new(Vec::new()),
-                error: Some(StartError::EcsUnavailable.to_string()),
-            }),
-        ));
+                error: Some(e.to_string()),
+            },
+        };
+        updates.push((ecs::NAME, Some(update)));
     }
     let named: Vec<(&str, Option<&ProviderUpdate>)> =
         updates.iter().map(|(n, u)| (*n, u.as_ref())).collect();

@@ -146,10 +146,39 @@ pub struct EcsProviderConfig {
     pub endpoint_url: Option<String>,
     #[serde(default)]
     pub healthy_tasks_only: bool,
+    /// The longest wait between refreshes after failures.
+    #[serde(default = "default_max_backoff_seconds")]
+    pub max_backoff_seconds: u64,
+    /// Static credentials, for emulators and tests. In AWS, leave this out and let the
+    /// SDK's default chain (task role, instance profile, environment) provide them.
+    #[serde(default)]
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair given in the configuration file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    // Never print the secret (logs, `check`, panics).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 fn default_refresh_seconds() -> u64 {
     15
+}
+
+fn default_max_backoff_seconds() -> u64 {
+    120
 }
 
 /// Logging.
@@ -298,6 +327,12 @@ fn validate(config: &Config) -> Result<(), String> {
         if ecs.refresh_seconds == 0 {
             return Err("providers.ecs.refresh_seconds: must be at least 1".into());
         }
+        if ecs.max_backoff_seconds < ecs.refresh_seconds {
+            return Err(format!(
+                "providers.ecs.max_backoff_seconds: {} is shorter than refresh_seconds ({})",
+                ecs.max_backoff_seconds, ecs.refresh_seconds
+            ));
+        }
         if let Some(url) = &ecs.endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
@@ -389,6 +424,23 @@ level = "debug"
     }
 
     #[test]
+    fn ecs_credentials_are_never_printed() {
+        let l = parse_ok(
+            "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters = [\"a\"]\ncredentials = { access_key_id = \"AKIDEXAMPLE\", secret_access_key = \"very-secret\" }\n",
+        );
+        let shown = format!("{:?}", l.config);
+        assert!(shown.contains("AKIDEXAMPLE"));
+        assert!(!shown.contains("very-secret"), "{shown}");
+        let ecs = l
+            .config
+            .providers
+            .ecs
+            .as_ref()
+            .map(|e| e.max_backoff_seconds);
+        assert_eq!(ecs, Some(120));
+    }
+
+    #[test]
     fn errors_name_the_key_and_line() {
         let cases: &[(&str, &[&str])] = &[
             (
@@ -420,6 +472,14 @@ level = "debug"
             (
                 "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters=[\"x\"]\nendpoint_url = \"127.0.0.1:5555\"\n",
                 &["endpoint_url"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters=[\"x\"]\nrefresh_seconds = 30\nmax_backoff_seconds = 10\n",
+                &["max_backoff_seconds", "shorter"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters=[\"x\"]\ncredentials = { access_key_id = \"a\" }\n",
+                &["line 5", "secret_access_key"],
             ),
         ];
         for (text, needles) in cases {

@@ -47,7 +47,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = gantry::config::load(&cli.config)?;
     match cli.command {
         Some(Command::Check { json }) => {
-            let config = gantry::app::check(&loaded);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let config = runtime.block_on(gantry::app::check(&loaded));
             if json {
                 println!("{}", serde_json::to_string_pretty(&config)?);
             } else {

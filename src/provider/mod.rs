@@ -5,6 +5,7 @@
 //! A provider that fails to read its source publishes nothing, so the last good
 //! snapshot keeps serving; the failure is recorded in its [`ProviderStatus`].
 
+pub mod ecs;
 pub mod file;
 mod task;
 
@@ -37,6 +38,7 @@ pub struct ProviderStatus {
     refreshes: AtomicU64,
     failures: AtomicU64,
     last: ArcSwap<LastRefresh>,
+    total_calls: ArcSwap<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// The outcome of a provider's most recent refresh.
@@ -49,6 +51,8 @@ pub struct LastRefresh {
     pub error: Option<String>,
     /// When the last successful refresh happened.
     pub last_success: Option<SystemTime>,
+    /// API calls the last refresh made, by operation (ECS provider).
+    pub api_calls: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl ProviderStatus {
@@ -58,6 +62,7 @@ impl ProviderStatus {
             refreshes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last: ArcSwap::from_pointee(LastRefresh::default()),
+            total_calls: ArcSwap::from_pointee(Default::default()),
         }
     }
 
@@ -66,28 +71,57 @@ impl ProviderStatus {
     }
 
     pub fn record_ok(&self, tasks: usize, took: Duration) {
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now();
-        self.last.store(Arc::new(LastRefresh {
-            at: Some(now),
-            duration_ms: took.as_secs_f64() * 1e3,
-            tasks,
-            error: None,
-            last_success: Some(now),
-        }));
+        self.record(Ok(tasks), took, Default::default());
     }
 
     pub fn record_error(&self, error: String) {
+        self.record(Err(error), Duration::ZERO, Default::default());
+    }
+
+    /// Records a refresh: its outcome (targets, or the error), time and API calls.
+    pub fn record(
+        &self,
+        outcome: Result<usize, String>,
+        took: Duration,
+        api_calls: std::collections::BTreeMap<&'static str, u64>,
+    ) {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        for (op, n) in &api_calls {
+            self.total_calls.rcu(|m| {
+                let mut m = (**m).clone();
+                *m.entry(op).or_insert(0) += n;
+                m
+            });
+        }
+        let now = SystemTime::now();
         let prev = self.last.load();
-        self.last.store(Arc::new(LastRefresh {
-            at: Some(SystemTime::now()),
-            duration_ms: 0.0,
-            tasks: prev.tasks,
-            error: Some(error),
-            last_success: prev.last_success,
-        }));
+        let last = match outcome {
+            Ok(tasks) => LastRefresh {
+                at: Some(now),
+                duration_ms: took.as_secs_f64() * 1e3,
+                tasks,
+                error: None,
+                last_success: Some(now),
+                api_calls,
+            },
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                LastRefresh {
+                    at: Some(now),
+                    duration_ms: took.as_secs_f64() * 1e3,
+                    tasks: prev.tasks,
+                    error: Some(error),
+                    last_success: prev.last_success,
+                    api_calls,
+                }
+            }
+        };
+        self.last.store(Arc::new(last));
+    }
+
+    /// API calls made since start, by operation.
+    pub fn total_calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        (**self.total_calls.load()).clone()
     }
 
     pub fn last(&self) -> Arc<LastRefresh> {
