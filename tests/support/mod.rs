@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod backend;
+pub mod moto;
 pub mod proto;
 
 use std::net::SocketAddr;
@@ -34,6 +35,37 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra lines appended to `[providers]`.
     pub async fn start_with(tasks: &str, providers_extra: &str) -> Gateway {
+        Gateway::start_config(
+            tasks,
+            &format!("{providers_extra}\n[providers.file]\npath = \"tasks.toml\"\n"),
+        )
+        .await
+    }
+
+    /// Gantry reading ECS (an emulator at `endpoint`) every second.
+    pub async fn start_ecs(endpoint: &str, clusters: &[&str]) -> Gateway {
+        let clusters: Vec<String> = clusters.iter().map(|c| format!("{c:?}")).collect();
+        Gateway::start_config(
+            "",
+            &format!(
+                r#"
+[providers.ecs]
+clusters = [{}]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+refresh_seconds = 1
+max_backoff_seconds = 2
+credentials = {{ access_key_id = "test", secret_access_key = "test" }}
+"#,
+                clusters.join(", ")
+            ),
+        )
+        .await
+    }
+
+    /// Gantry with `providers` as everything after the `[providers]` header (the
+    /// tasks file, `tasks.toml` beside the config, holds `tasks`).
+    pub async fn start_config(tasks: &str, providers: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let tasks_path = dir.path().join("tasks.toml");
         std::fs::write(&tasks_path, tasks).expect("write tasks");
@@ -45,9 +77,7 @@ address = "127.0.0.1:0"
 address = "127.0.0.1:0"
 [providers]
 throttle_ms = 10
-{providers_extra}
-[providers.file]
-path = "tasks.toml"
+{providers}
 "#
         );
         let config_path = dir.path().join("config.toml");
