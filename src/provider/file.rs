@@ -82,7 +82,17 @@ struct MappedPort {
 }
 
 /// Parses tasks file text. Errors name the line (toml's spans) or the task.
+///
+/// An empty file is refused: it is what a writer that truncates and then writes
+/// leaves for a moment, and serving it would drop every route. A file that means
+/// "no tasks" says so: `task = []`.
 pub fn parse(text: &str) -> Result<Vec<Task>, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "the file is empty (a writer may be mid-write); to remove every task, write `task = []`"
+                .to_string(),
+        );
+    }
     let file: TasksFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, t) in file.task.iter().enumerate() {
@@ -352,8 +362,16 @@ ip = "::1"
     }
 
     #[test]
-    fn empty_file_means_no_tasks() {
-        assert_eq!(parse("").map(|t| t.len()), Ok(0));
+    fn no_tasks_must_be_said_explicitly() {
+        assert_eq!(parse("task = []\n").map(|t| t.len()), Ok(0));
+        assert_eq!(parse("# nothing yet\ntask = []").map(|t| t.len()), Ok(0));
+        for empty in ["", "\n", "  \n\t"] {
+            let err = parse(empty).err().unwrap_or_default();
+            assert!(
+                err.contains("empty") && err.contains("task = []"),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
