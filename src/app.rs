@@ -85,6 +85,26 @@ fn entrypoint_names(loaded: &Loaded) -> Vec<String> {
     loaded.config.entrypoints.keys().cloned().collect()
 }
 
+/// The providers' feeds into the watcher, and their status for the API.
+#[derive(Default)]
+struct Feeds {
+    inputs: Vec<Input>,
+    providers: Vec<Arc<ProviderStatus>>,
+}
+
+impl Feeds {
+    /// Registers a provider; returns the sender it publishes on.
+    fn add(&mut self, name: &str, status: Arc<ProviderStatus>) -> crate::provider::UpdateTx {
+        let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
+        self.inputs.push(Input {
+            name: name.to_string(),
+            updates: rx,
+        });
+        self.providers.push(status);
+        tx
+    }
+}
+
 /// Binds every socket, starts providers, the watcher, entrypoints and the API.
 pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let names = entrypoint_names(&loaded);
@@ -121,8 +141,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         };
 
     let mut background = JoinSet::new();
-    let mut inputs = Vec::new();
-    let mut providers = Vec::new();
+    let mut feeds = Feeds::default();
     if let Some(path) = loaded.file_provider_path() {
         let watch_file = loaded
             .config
@@ -131,25 +150,16 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
             .as_ref()
             .is_some_and(|f| f.watch);
         let provider = FileProvider::new(path, watch_file);
-        providers.push(provider.status());
-        let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
-        inputs.push(Input {
-            name: file::NAME.to_string(),
-            updates: rx,
-        });
+        let tx = feeds.add(file::NAME, provider.status());
         background.spawn(provider.run(tx));
     }
     if let Some(ecs) = &loaded.config.providers.ecs {
         let api = SdkApi::from_config(ecs).await;
         let provider = EcsProvider::new(api, ecs_settings(ecs), ecs_timing(ecs));
-        providers.push(provider.status());
-        let (tx, rx) = watch::channel::<Option<Arc<ProviderUpdate>>>(None);
-        inputs.push(Input {
-            name: ecs::NAME.to_string(),
-            updates: rx,
-        });
+        let tx = feeds.add(ecs::NAME, provider.status());
         background.spawn(provider.run(tx));
     }
+    let Feeds { inputs, providers } = feeds;
 
     let (progress, progress_rx) = watch::channel(Progress::default());
     let watcher = Watcher {
