@@ -92,7 +92,7 @@ impl Watcher {
 
     /// Waits until some provider publishes; false when none ever can again.
     async fn wait_change(&mut self) -> bool {
-        let waits = self
+        let mut waits = self
             .inputs
             .iter_mut()
             .map(|i| Box::pin(i.updates.changed()))
@@ -100,7 +100,6 @@ impl Watcher {
         if waits.is_empty() {
             return false;
         }
-        let mut waits = waits;
         loop {
             let (res, _, rest) = futures_util::future::select_all(waits).await;
             if res.is_ok() {

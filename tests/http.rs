@@ -26,6 +26,17 @@ ports = [{port}]
     )
 }
 
+/// Status, headers and body (as text) of a response.
+async fn read(res: http::Response<hyper::body::Incoming>) -> (StatusCode, http::HeaderMap, String) {
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
 type H1Client = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
 fn h1() -> H1Client {
@@ -55,13 +66,7 @@ async fn h2c_request(
         .send_request(req.body(Empty::<Bytes>::new()).expect("request"))
         .await
         .expect("response");
-    let (parts, body) = res.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    read(res).await
 }
 
 async fn get(
@@ -77,13 +82,7 @@ async fn get(
         .request(req.body(Empty::new()).expect("request"))
         .await
         .expect("response");
-    let (parts, body) = res.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    read(res).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,11 +86,13 @@ impl ProviderStatus {
         api_calls: std::collections::BTreeMap<&'static str, u64>,
     ) {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        for (op, n) in &api_calls {
-            self.total_calls.rcu(|m| {
-                let mut m = (**m).clone();
-                *m.entry(op).or_insert(0) += n;
-                m
+        if !api_calls.is_empty() {
+            self.total_calls.rcu(|totals| {
+                let mut totals = (**totals).clone();
+                for (op, n) in &api_calls {
+                    *totals.entry(op).or_insert(0) += n;
+                }
+                totals
             });
         }
         let now = SystemTime::now();
