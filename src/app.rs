@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::EcsProviderConfig;
 use crate::config::Loaded;
+use crate::config::{ApiCredentials, EcsProviderConfig};
 use crate::dynamic::DynamicConfig;
 use crate::labels::LabelOptions;
 use crate::provider::ecs::{self, sdk::SdkApi, EcsProvider, Refresher};
@@ -18,6 +18,8 @@ use crate::provider::file::{self, FileProvider};
 use crate::provider::{ProviderStatus, ProviderUpdate};
 use crate::proxy::{self, SharedTable};
 use crate::table::RoutingTable;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::CallStats;
 use crate::watcher::{self, Input, Progress, Watcher};
 
 /// How long calls in flight may take to finish at shutdown.
@@ -30,6 +32,11 @@ pub enum StartError {
     Bind {
         name: String,
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("access_log: cannot open {target:?}: {source}")]
+    AccessLog {
+        target: crate::telemetry::access_log::Target,
         source: std::io::Error,
     },
     #[error("api: cannot listen on {addr}: {source}")]
@@ -45,7 +52,12 @@ pub struct Shared {
     pub table: SharedTable,
     pub providers: Vec<Arc<ProviderStatus>>,
     pub entrypoints: Vec<(String, SocketAddr)>,
+    /// Calls per entrypoint, in the order of `entrypoints`.
+    pub entrypoint_stats: Vec<Arc<CallStats>>,
     pub progress: watch::Receiver<Progress>,
+    pub access_log: Option<Arc<AccessLog>>,
+    /// Credentials the API requires, if any.
+    pub auth: Option<ApiCredentials>,
 }
 
 /// A running gantry.
@@ -113,6 +125,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
 
     let mut entrypoints = Vec::new();
     let mut bound = Vec::new();
+    let mut entrypoint_stats = Vec::new();
     for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
         let e = proxy::bind(name, index, ep.address)
             .await
@@ -127,6 +140,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
             source,
         })?;
         bound.push((name.clone(), addr));
+        entrypoint_stats.push(e.stats.clone());
         entrypoints.push(e);
     }
     let api_listener =
@@ -139,6 +153,15 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
             )?),
             None => None,
         };
+
+    let access_log = match loaded.access_log_target() {
+        Some(target) => Some(
+            AccessLog::start(&target)
+                .await
+                .map_err(|source| StartError::AccessLog { target, source })?,
+        ),
+        None => None,
+    };
 
     let mut background = JoinSet::new();
     let mut feeds = Feeds::default();
@@ -172,15 +195,26 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     };
     background.spawn(watcher.run());
 
+    background.spawn(crate::balance::probe::run(table.clone()));
+    background.spawn(sample_stats(table.clone(), entrypoint_stats.clone()));
+
     let shared = Shared {
         table: table.clone(),
         providers,
         entrypoints: bound,
+        entrypoint_stats,
         progress: progress_rx,
+        access_log: access_log.clone(),
+        auth: loaded.api_auth.clone(),
     };
     let mut serving = JoinSet::new();
     for e in entrypoints {
-        serving.spawn(e.serve(table.clone(), shutdown_rx.clone(), DEFAULT_DRAIN));
+        serving.spawn(e.serve(
+            table.clone(),
+            shutdown_rx.clone(),
+            DEFAULT_DRAIN,
+            access_log.clone(),
+        ));
     }
     let mut api = None;
     if let Some(listener) = api_listener {
@@ -198,6 +232,22 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         serving,
         background,
     })
+}
+
+/// Takes the once-a-second samples behind the dashboard's recent rates.
+async fn sample_stats(table: SharedTable, entrypoints: Vec<Arc<CallStats>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = std::time::Instant::now();
+        for s in &entrypoints {
+            s.sample(now);
+        }
+        for s in table.load().all_stats() {
+            s.sample(now);
+        }
+    }
 }
 
 impl Gantry {
@@ -271,6 +321,9 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     }
     if let Some(addr) = gantry.api {
         tracing::info!(%addr, "api and dashboard at http://{addr}/");
+        if !addr.ip().is_loopback() && gantry.shared.auth.is_none() {
+            tracing::warn!(%addr, "the API listens beyond loopback without [api.auth]: anyone who can reach it can read routes and servers");
+        }
     }
     wait_for_signal().await;
     tracing::info!("shutting down: draining calls in flight");

@@ -37,6 +37,18 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// JSON access logs; off unless the section is present.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// A file to append to (relative to the config file); standard output if absent.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 /// A listening address accepting HTTP/1.1 and h2c.
@@ -69,6 +81,102 @@ pub struct CertificateConfig {
 pub struct ApiConfig {
     #[serde(default = "default_api_address")]
     pub address: SocketAddr,
+    /// Credentials required for everything but `/ping`.
+    #[serde(default)]
+    pub auth: Option<ApiAuthConfig>,
+}
+
+/// API credentials: a bearer token, basic auth, or both (either is accepted).
+/// Secrets can come from the environment (ECS injects secrets as variables).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiAuthConfig {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for ApiAuthConfig {
+    // Never print a secret (logs, `check`, panics).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuthConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+/// Resolved API credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiCredentials {
+    pub token: Option<String>,
+    /// User and password for basic auth.
+    pub basic: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ApiCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiCredentials")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("user", &self.basic.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl ApiAuthConfig {
+    /// Resolves secrets from the environment; errors name the key at fault.
+    pub fn resolve(&self) -> Result<ApiCredentials, String> {
+        let from_env = |key: &str, var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    format!("api.auth.{key}: environment variable {var:?} is not set or empty")
+                })
+        };
+        let token = match (&self.token, &self.token_env) {
+            (Some(_), Some(_)) => return Err("api.auth: set token or token_env, not both".into()),
+            (Some(t), None) if t.is_empty() => return Err("api.auth.token: empty".into()),
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(var)) => Some(from_env("token_env", var)?),
+            (None, None) => None,
+        };
+        let password = match (&self.password, &self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err("api.auth: set password or password_env, not both".into())
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(var)) => Some(from_env("password_env", var)?),
+            (None, None) => None,
+        };
+        let basic = match (&self.user, password) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() && !u.contains(':') => {
+                Some((u.clone(), p))
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    "api.auth: user must be non-empty without ':' and password non-empty".into(),
+                )
+            }
+            (Some(_), None) => return Err("api.auth.user: needs password or password_env".into()),
+            (None, Some(_)) => return Err("api.auth.password: needs user".into()),
+            (None, None) => None,
+        };
+        if token.is_none() && basic.is_none() {
+            return Err("api.auth: set token (or token_env), or user and password".into());
+        }
+        Ok(ApiCredentials { token, basic })
+    }
 }
 
 fn default_api_address() -> SocketAddr {
@@ -209,9 +317,22 @@ pub struct Loaded {
     /// Directory of the config file; relative paths in it are resolved against this.
     pub base_dir: PathBuf,
     pub constraints: Option<Constraint>,
+    /// API credentials, when `[api.auth]` asks for them.
+    pub api_auth: Option<ApiCredentials>,
 }
 
 impl Loaded {
+    /// The access log target, when logging is on.
+    pub fn access_log_target(&self) -> Option<crate::telemetry::access_log::Target> {
+        use crate::telemetry::access_log::Target;
+        let log = self.config.access_log.as_ref()?;
+        Some(match &log.path {
+            None => Target::Stdout,
+            Some(p) if p.is_absolute() => Target::File(p.clone()),
+            Some(p) => Target::File(self.base_dir.join(p)),
+        })
+    }
+
     /// The file provider's tasks file, resolved.
     pub fn file_provider_path(&self) -> Option<PathBuf> {
         let file = self.config.providers.file.as_ref()?;
@@ -255,10 +376,15 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<Loaded, String> {
         None => None,
     };
     validate(&config)?;
+    let api_auth = match config.api.as_ref().and_then(|a| a.auth.as_ref()) {
+        Some(auth) => Some(auth.resolve()?),
+        None => None,
+    };
     Ok(Loaded {
         config,
         base_dir,
         constraints,
+        api_auth,
     })
 }
 

@@ -17,4 +17,5 @@ pub mod provider;
 pub mod proxy;
 pub mod rules;
 pub mod table;
+pub mod telemetry;
 pub mod watcher;

@@ -14,12 +14,15 @@ use std::sync::Arc;
 use crate::balance::{Balancer, Endpoint, EndpointKey};
 use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Status};
 use crate::rules::{self, Matcher, RequestInfo};
+use crate::telemetry::CallStats;
 
 /// A compiled router.
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
     pub priority: i64,
+    /// Calls this router matched, on every entrypoint.
+    pub stats: Arc<CallStats>,
     matcher: Matcher,
     service: usize,
 }
@@ -36,6 +39,7 @@ impl Route {
 pub struct ServiceEntry {
     pub name: Arc<str>,
     pub balancer: Balancer,
+    pub stats: Arc<CallStats>,
 }
 
 /// Everything the request path needs, immutable.
@@ -46,6 +50,10 @@ pub struct RoutingTable {
     entrypoints: Box<[Box<[Route]>]>,
     services: Box<[ServiceEntry]>,
     endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
+    /// Counters of every router and service by name, carried across rebuilds so a
+    /// reload never resets what the dashboard and `/metrics` show.
+    router_stats: HashMap<Arc<str>, Arc<CallStats>>,
+    service_stats: HashMap<Arc<str>, Arc<CallStats>>,
 }
 
 impl RoutingTable {
@@ -56,6 +64,8 @@ impl RoutingTable {
             entrypoints: (0..entrypoints).map(|_| Box::default()).collect(),
             services: Box::default(),
             endpoints: HashMap::new(),
+            router_stats: HashMap::new(),
+            service_stats: HashMap::new(),
         }
     }
 
@@ -69,6 +79,8 @@ impl RoutingTable {
         let mut endpoints: HashMap<EndpointKey, Arc<Endpoint>> = HashMap::new();
         let mut services = Vec::new();
         let mut service_index: HashMap<&str, usize> = HashMap::new();
+        let mut service_stats = HashMap::new();
+        let mut router_stats = HashMap::new();
         for (name, svc) in &config.services {
             if svc.status != Status::Enabled {
                 continue;
@@ -90,9 +102,13 @@ impl RoutingTable {
                 servers.push((ep, server.weight));
             }
             service_index.insert(name.as_str(), services.len());
+            let name: Arc<str> = name.as_str().into();
+            let stats = carry(&previous.service_stats, &name);
+            service_stats.insert(name.clone(), stats.clone());
             services.push(ServiceEntry {
-                name: name.as_str().into(),
+                name,
                 balancer: Balancer::new(servers),
+                stats,
             });
         }
 
@@ -109,11 +125,15 @@ impl RoutingTable {
                 tracing::warn!(router = %name, "router skipped: not compilable");
                 continue;
             };
+            let name: Arc<str> = name.as_str().into();
+            let stats = carry(&previous.router_stats, &name);
+            router_stats.insert(name.clone(), stats.clone());
             for (i, ep_name) in entrypoints.iter().enumerate() {
                 if router.entry_points.is_empty() || router.entry_points.contains(ep_name) {
                     per_ep[i].push(Route {
-                        name: name.as_str().into(),
+                        name: name.clone(),
                         priority: router.priority,
+                        stats: stats.clone(),
                         matcher: matcher.clone(),
                         service,
                     });
@@ -133,6 +153,8 @@ impl RoutingTable {
             entrypoints: per_ep.into_iter().map(Vec::into_boxed_slice).collect(),
             services: services.into_boxed_slice(),
             endpoints,
+            router_stats,
+            service_stats,
         }
     }
 
@@ -162,10 +184,32 @@ impl RoutingTable {
         &self.endpoints
     }
 
+    /// Counters of an enabled router, by name.
+    pub fn router_stats(&self, name: &str) -> Option<&Arc<CallStats>> {
+        self.router_stats.get(name)
+    }
+
+    /// Counters of an enabled service, by name.
+    pub fn service_stats(&self, name: &str) -> Option<&Arc<CallStats>> {
+        self.service_stats.get(name)
+    }
+
+    /// Every counter scope of the table: routers, services, servers.
+    pub fn all_stats(&self) -> impl Iterator<Item = &Arc<CallStats>> {
+        self.router_stats
+            .values()
+            .chain(self.service_stats.values())
+            .chain(self.endpoints.values().map(|e| e.stats()))
+    }
+
     /// Routes of one entrypoint, in match order.
     pub fn routes(&self, entrypoint: usize) -> &[Route] {
         self.entrypoints.get(entrypoint).map_or(&[], |r| r)
     }
+}
+
+fn carry(previous: &HashMap<Arc<str>, Arc<CallStats>>, name: &Arc<str>) -> Arc<CallStats> {
+    previous.get(name).cloned().unwrap_or_default()
 }
 
 /// Checks what only the static configuration knows (entrypoint names, what this

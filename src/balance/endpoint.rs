@@ -1,15 +1,19 @@
 //! One server's live state.
 //!
 //! Everything here is atomics (or the upstream pool's own lock-free handle): the hot
-//! path reads and bumps them without locks.
+//! path reads and bumps them without locks. Health combines what the platform says
+//! (ECS health, task lifecycle) with what gantry saw dialling the server.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use crate::dynamic::{Scheme, Server};
 use crate::provider::{Lifecycle, TaskHealth};
 use crate::proxy::upstream::Upstream;
+use crate::telemetry::CallStats;
 
 /// Identity of an endpoint across rebuilds: the same task, address and protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +33,18 @@ impl EndpointKey {
     }
 }
 
+/// What the dashboard says of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Health {
+    /// Takes new calls.
+    Up,
+    /// Takes no new calls: unhealthy, or cannot be reached.
+    Down,
+    /// Its task is stopping: calls in flight finish, no new ones arrive.
+    Draining,
+}
+
 /// A server and what gantry knows about it right now.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -38,11 +54,13 @@ pub struct Endpoint {
     /// `ip:port`, ready to put in request URIs.
     authority: http::uri::Authority,
     upstream: Upstream,
-    /// Platform health (ECS): an unhealthy or stopping task gets no new calls.
-    platform_ok: AtomicBool,
-    in_flight: AtomicUsize,
-    requests: AtomicU64,
-    failures: AtomicU64,
+    /// What the provider last said (ECS health checks, task lifecycle).
+    platform_health: AtomicU8,
+    lifecycle: AtomicU8,
+    /// False after a dial failed, until one succeeds (see `balance::probe`).
+    reachable: AtomicBool,
+    unreachable_reason: ArcSwapOption<String>,
+    stats: Arc<CallStats>,
 }
 
 impl Endpoint {
@@ -56,10 +74,11 @@ impl Endpoint {
             authority,
             key,
             display,
-            platform_ok: AtomicBool::new(true),
-            in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            platform_health: AtomicU8::new(TaskHealth::Unknown as u8),
+            lifecycle: AtomicU8::new(Lifecycle::Running as u8),
+            reachable: AtomicBool::new(true),
+            unreachable_reason: ArcSwapOption::empty(),
+            stats: Arc::new(CallStats::default()),
         }
     }
 
@@ -87,57 +106,116 @@ impl Endpoint {
         &self.upstream
     }
 
+    /// Calls on this server: counters, latency, in flight.
+    pub fn stats(&self) -> &Arc<CallStats> {
+        &self.stats
+    }
+
     /// Applies what the provider last said about the task (at each rebuild).
     pub fn observe_platform(&self, health: TaskHealth, lifecycle: Lifecycle) {
-        let ok = health != TaskHealth::Unhealthy && lifecycle == Lifecycle::Running;
-        self.platform_ok.store(ok, Ordering::Relaxed);
+        self.platform_health.store(health as u8, Ordering::Relaxed);
+        self.lifecycle.store(lifecycle as u8, Ordering::Relaxed);
     }
 
-    /// Whether new calls may be sent here.
-    pub fn is_available(&self) -> bool {
-        self.platform_ok.load(Ordering::Relaxed)
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    /// Counts a call starting; the guard counts it finished when dropped.
-    pub fn start_call(self: &Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight {
-            endpoint: self.clone(),
+    pub fn platform_health(&self) -> TaskHealth {
+        match self.platform_health.load(Ordering::Relaxed) {
+            h if h == TaskHealth::Healthy as u8 => TaskHealth::Healthy,
+            h if h == TaskHealth::Unhealthy as u8 => TaskHealth::Unhealthy,
+            _ => TaskHealth::Unknown,
         }
     }
 
-    pub fn record_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self.lifecycle.load(Ordering::Relaxed) {
+            l if l == Lifecycle::Pending as u8 => Lifecycle::Pending,
+            l if l == Lifecycle::Stopping as u8 => Lifecycle::Stopping,
+            l if l == Lifecycle::Stopped as u8 => Lifecycle::Stopped,
+            _ => Lifecycle::Running,
+        }
+    }
+
+    /// The platform allows calls: running, and not reported unhealthy.
+    pub fn platform_ok(&self) -> bool {
+        self.platform_health.load(Ordering::Relaxed) != TaskHealth::Unhealthy as u8
+            && self.lifecycle.load(Ordering::Relaxed) == Lifecycle::Running as u8
+    }
+
+    /// Whether new calls should be sent here.
+    pub fn is_available(&self) -> bool {
+        self.platform_ok() && self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records that a connection to the server could not be made.
+    pub fn observe_unreachable(&self, reason: String) {
+        if self.reachable.swap(false, Ordering::Relaxed) {
+            tracing::info!(server = %self.display, %reason, "server unreachable: no new calls until a dial succeeds");
+        }
+        self.unreachable_reason.store(Some(Arc::new(reason)));
+    }
+
+    /// Records that a connection to the server was made. Cheap when nothing changes.
+    pub fn observe_reachable(&self) {
+        if !self.reachable.load(Ordering::Relaxed) && !self.reachable.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(server = %self.display, "server reachable again");
+            self.unreachable_reason.store(None);
+        }
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Health as the dashboard shows it, with the reason when not UP.
+    pub fn health(&self) -> (Health, Option<String>) {
+        let lifecycle = self.lifecycle();
+        match lifecycle {
+            Lifecycle::Running => {}
+            Lifecycle::Stopping | Lifecycle::Stopped => {
+                return (
+                    Health::Draining,
+                    Some(format!("task {}", lifecycle_name(lifecycle))),
+                )
+            }
+            Lifecycle::Pending => return (Health::Down, Some("task PENDING".to_string())),
+        }
+        if self.platform_health() == TaskHealth::Unhealthy {
+            return (
+                Health::Down,
+                Some("task UNHEALTHY (platform health check)".to_string()),
+            );
+        }
+        if !self.is_reachable() {
+            let reason = self
+                .unreachable_reason
+                .load()
+                .as_deref()
+                .map_or_else(|| "cannot connect".to_string(), |r| r.to_string());
+            return (Health::Down, Some(reason));
+        }
+        (Health::Up, None)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.stats.in_flight()
+    }
+
+    /// Calls finished on this server.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests()
+    }
+
+    /// Calls that ended in a server-side error.
+    pub fn failures(&self) -> u64 {
+        self.stats.errors()
     }
 }
 
-/// A call in flight on an endpoint; dropping it ends the call.
-#[derive(Debug)]
-pub struct InFlight {
-    endpoint: Arc<Endpoint>,
-}
-
-impl InFlight {
-    pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.endpoint
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+fn lifecycle_name(l: Lifecycle) -> &'static str {
+    match l {
+        Lifecycle::Pending => "PENDING",
+        Lifecycle::Running => "RUNNING",
+        Lifecycle::Stopping => "STOPPING",
+        Lifecycle::Stopped => "STOPPED",
     }
 }

@@ -6,7 +6,8 @@
 //! is the immutable per-service selector built at each rebuild.
 
 mod endpoint;
+pub mod probe;
 mod wrr;
 
-pub use endpoint::{Endpoint, EndpointKey, InFlight};
+pub use endpoint::{Endpoint, EndpointKey, Health};
 pub use wrr::Balancer;

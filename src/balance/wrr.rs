@@ -57,9 +57,14 @@ impl Balancer {
         }
         // Many are down: walk the schedule once rather than draw slot after slot.
         let start = self.cursor.load(Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.endpoints[self.schedule[start.wrapping_add(i) % n] as usize])
-            .find(|ep| ep.is_available())
+        let walk =
+            || (0..n).map(|i| &self.endpoints[self.schedule[start.wrapping_add(i) % n] as usize]);
+        walk().find(|ep| ep.is_available()).or_else(|| {
+            // Every server the platform allows has failed a dial lately. Rather than
+            // refuse the call on old news, try one: a server that came back is found
+            // at once, and a dead one fails the call fast (connection refused).
+            walk().find(|ep| ep.platform_ok())
+        })
     }
 }
 

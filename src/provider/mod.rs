@@ -39,6 +39,8 @@ pub struct ProviderStatus {
     failures: AtomicU64,
     last: ArcSwap<LastRefresh>,
     total_calls: ArcSwap<std::collections::BTreeMap<&'static str, u64>>,
+    /// Failed API calls since start, by operation and kind of error.
+    api_errors: ArcSwap<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 /// The outcome of a provider's most recent refresh.
@@ -63,6 +65,7 @@ impl ProviderStatus {
             failures: AtomicU64::new(0),
             last: ArcSwap::from_pointee(LastRefresh::default()),
             total_calls: ArcSwap::from_pointee(Default::default()),
+            api_errors: ArcSwap::from_pointee(Default::default()),
         }
     }
 
@@ -119,6 +122,20 @@ impl ProviderStatus {
             }
         };
         self.last.store(Arc::new(last));
+    }
+
+    /// Counts an API call that failed (after the SDK's own retries).
+    pub fn record_api_error(&self, op: &'static str, kind: &'static str) {
+        self.api_errors.rcu(|errors| {
+            let mut errors = (**errors).clone();
+            *errors.entry((op, kind)).or_insert(0) += 1;
+            errors
+        });
+    }
+
+    /// Failed API calls since start, by (operation, kind).
+    pub fn api_errors(&self) -> std::collections::BTreeMap<(&'static str, &'static str), u64> {
+        (**self.api_errors.load()).clone()
     }
 
     /// API calls made since start, by operation.

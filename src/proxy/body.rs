@@ -1,17 +1,20 @@
-//! The response body gantry sends: a server's body streamed through as it arrives, or
-//! an empty one for router-made responses.
+//! Bodies gantry streams: the response a client gets (a server's body, or a short
+//! router-made one) and the request a server gets.
 //!
-//! A proxied body carries the call's [`InFlight`] guard, so a call counts as in
-//! flight until its last byte (or trailer) is delivered or the client goes away.
+//! A proxied response body carries its [`Call`], so a call counts as in flight until
+//! its last byte or trailer is delivered, and its outcome (the `grpc-status` in the
+//! trailers) is read as the trailers pass, without buffering anything.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::balance::InFlight;
+use super::call::{Call, End};
 
 pin_project_lite::pin_project! {
     /// A response body.
@@ -20,8 +23,7 @@ pin_project_lite::pin_project! {
         inner: Option<Incoming>,
         // A router-made body, sent once.
         text: Option<Bytes>,
-        // Held for its `Drop`.
-        call: Option<InFlight>,
+        call: Option<Call>,
     }
 }
 
@@ -44,12 +46,19 @@ impl ProxyBody {
         }
     }
 
-    /// A server's body, counted as part of the call until it ends.
-    pub fn upstream(body: Incoming, call: InFlight) -> ProxyBody {
+    /// A server's body; the call ends with it.
+    pub fn upstream(body: Incoming, call: Call) -> ProxyBody {
+        let call = if body.is_end_stream() {
+            // A trailers-only or empty response: the head was the whole answer.
+            call.finish(End::Complete);
+            None
+        } else {
+            Some(call)
+        };
         ProxyBody {
             inner: Some(body),
             text: None,
-            call: Some(call),
+            call,
         }
     }
 }
@@ -66,13 +75,40 @@ impl Body for ProxyBody {
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(this.text.take().map(|t| Ok(Frame::data(t))));
         };
-        let polled = inner.poll_frame(cx);
+        let mut inner = inner;
+        let polled = inner.as_mut().poll_frame(cx);
         match &polled {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                // The call is over: stop counting it now rather than at drop.
-                this.call.take();
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if let Some(call) = this.call.as_mut() {
+                        call.data(data.len());
+                    }
+                    // HTTP/1.1 with a Content-Length ends with its last byte, and the
+                    // server side may never poll again: the call is over now.
+                    if inner.as_ref().get_ref().is_end_stream() {
+                        if let Some(call) = this.call.take() {
+                            call.finish(End::Complete);
+                        }
+                    }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    // Trailers are the last frame: the call is over as they pass.
+                    if let Some(mut call) = this.call.take() {
+                        call.trailers(trailers);
+                        call.finish(End::Complete);
+                    }
+                }
             }
-            _ => {}
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(End::Complete);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(End::Broken);
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }
@@ -89,5 +125,48 @@ impl Body for ProxyBody {
             Some(b) => b.size_hint(),
             None => SizeHint::with_exact(self.text.as_ref().map_or(0, |t| t.len() as u64)),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client's request body on its way to a server, counted for the access log
+    /// when that is on.
+    pub struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        counted: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> RequestBody {
+        RequestBody { inner, counted }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Some(counted), Poll::Ready(Some(Ok(frame)))) = (this.counted.as_ref(), &polled) {
+            if let Some(data) = frame.data_ref() {
+                counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

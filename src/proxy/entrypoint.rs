@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{ConnService, SharedTable};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::CallStats;
 
 /// Flow-control windows towards clients; see `upstream` for the reasoning.
 const STREAM_WINDOW: u32 = 1 << 20;
@@ -24,6 +26,8 @@ const CONNECTION_WINDOW: u32 = 8 << 20;
 pub struct Entrypoint {
     pub name: Arc<str>,
     pub index: usize,
+    /// Calls through this entrypoint, for the API and `/metrics`.
+    pub stats: Arc<CallStats>,
     listener: TcpListener,
 }
 
@@ -40,6 +44,7 @@ pub async fn bind(name: &str, index: usize, addr: SocketAddr) -> std::io::Result
     Ok(Entrypoint {
         name: name.into(),
         index,
+        stats: Arc::default(),
         listener,
     })
 }
@@ -56,6 +61,7 @@ impl Entrypoint {
         table: SharedTable,
         mut shutdown: watch::Receiver<bool>,
         drain: Duration,
+        access_log: Option<Arc<AccessLog>>,
     ) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -89,6 +95,8 @@ impl Entrypoint {
                         table: table.clone(),
                         entrypoint: self.index,
                         entrypoint_name: self.name.clone(),
+                        stats: self.stats.clone(),
+                        access_log: access_log.clone(),
                         client,
                         proto: "http",
                     };

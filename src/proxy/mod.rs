@@ -8,6 +8,7 @@
 //! an old table.
 
 pub mod body;
+pub mod call;
 mod entrypoint;
 mod headers;
 pub mod respond;
@@ -17,7 +18,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
@@ -30,7 +33,10 @@ use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
 use crate::rules::RequestInfo;
 use crate::table::RoutingTable;
-use body::ProxyBody;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::CallStats;
+use body::{ProxyBody, RequestBody};
+use call::{record_refused, Call, LogContext, Scopes};
 use respond::{failure, is_grpc, Failure};
 
 /// The routing table every entrypoint reads; swapped whole by the watcher.
@@ -42,6 +48,9 @@ pub(crate) struct ConnService {
     table: SharedTable,
     entrypoint: usize,
     entrypoint_name: Arc<str>,
+    /// Calls through this entrypoint.
+    stats: Arc<CallStats>,
+    access_log: Option<Arc<AccessLog>>,
     client: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     proto: &'static str,
@@ -59,8 +68,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 }
 
 impl ConnService {
-    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
         let grpc = is_grpc(req.headers());
+        let mut log = self.log_context(&req);
+        let mut scopes = Scopes {
+            entrypoint: self.stats.clone(),
+            route: None,
+            service: None,
+        };
         let (endpoint, route_name, service_name) = {
             let table = self.table.load();
             let info = RequestInfo {
@@ -78,30 +94,49 @@ impl ConnService {
                     req.uri().path(),
                     self.entrypoint_name
                 );
+                let (outcome, status) = Failure::NoRoute.outcome(grpc);
+                record_refused(started, &scopes, outcome, status, log);
                 return failure(grpc, Failure::NoRoute, &msg);
             };
             let service = table.service(route.service());
+            scopes.route = Some(route.stats.clone());
+            scopes.service = Some(service.stats.clone());
+            if let Some(ctx) = log.as_mut() {
+                ctx.router = Some(route.name.clone());
+                ctx.service = Some(service.name.clone());
+            }
             let Some(endpoint) = service.balancer.select() else {
                 let msg = format!(
                     "service {:?} of router {:?} has no available server",
                     service.name, route.name
                 );
+                let (outcome, status) = Failure::NoServer.outcome(grpc);
+                record_refused(started, &scopes, outcome, status, log);
                 return failure(grpc, Failure::NoServer, &msg);
             };
             (endpoint.clone(), route.name.clone(), service.name.clone())
         };
-        let call = endpoint.start_call();
+        let bytes_in = log.as_ref().map(|ctx| ctx.bytes_in.clone());
+        let mut call = Call::start(started, grpc, scopes, endpoint, log);
+        let endpoint = call.endpoint().clone();
+        let mut req = req.map(|body| RequestBody::new(body, bytes_in));
         if let Err(msg) = self.prepare(&mut req, &endpoint) {
+            call.fail(Failure::Unreachable.outcome(grpc).0);
             return failure(grpc, Failure::Unreachable, &msg);
         }
         match endpoint.upstream().send(req).await {
             Ok(res) => {
+                endpoint.observe_reachable();
                 let (mut parts, body) = res.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers, false);
+                call.respond(parts.status, &parts.headers);
                 Response::from_parts(parts, ProxyBody::upstream(body, call))
             }
             Err(e) => {
-                endpoint.record_failure();
+                if e.is_connect() {
+                    endpoint.observe_unreachable(e.to_string());
+                }
+                call.fail(Failure::Unreachable.outcome(grpc).0);
                 tracing::debug!(router = %route_name, service = %service_name, server = %endpoint.display(), error = %e, "upstream call failed");
                 let msg = format!(
                     "service {service_name:?} of router {route_name:?}: server {} failed: {e}",
@@ -112,9 +147,28 @@ impl ConnService {
         }
     }
 
+    /// What the access log needs of this request, when logging is on.
+    fn log_context(&self, req: &Request<Incoming>) -> Option<Box<LogContext>> {
+        let log = self.access_log.as_ref()?;
+        Some(Box::new(LogContext {
+            log: log.clone(),
+            entrypoint: self.entrypoint_name.clone(),
+            router: None,
+            service: None,
+            client: self.client,
+            method: req.method().clone(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+            traceparent: req.headers().get("traceparent").cloned(),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }))
+    }
+
     /// Rewrites the request for the server: URI, version, hop-by-hop and forwarding
     /// headers. Errors are messages for the client.
-    fn prepare(&self, req: &mut Request<Incoming>, endpoint: &Endpoint) -> Result<(), String> {
+    fn prepare(&self, req: &mut Request<RequestBody>, endpoint: &Endpoint) -> Result<(), String> {
         let host = headers::request_host(req.uri(), req.headers()).map(str::to_owned);
         let authority = match req.uri().authority() {
             Some(a) => Some(a.clone()),

@@ -34,6 +34,17 @@ impl Failure {
         }
     }
 
+    /// How the call is counted: its outcome and the HTTP status the client gets.
+    pub fn outcome(self, grpc: bool) -> (crate::telemetry::Outcome, u16) {
+        use crate::telemetry::Outcome;
+        if grpc {
+            (Outcome::Grpc(self.grpc_code()), 200)
+        } else {
+            let status = self.http_status().as_u16();
+            (Outcome::Http(status), status)
+        }
+    }
+
     /// The gRPC status code (grpc/doc/statuscodes.md).
     pub fn grpc_code(self) -> u8 {
         match self {

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::body::RequestBody;
 use crate::dynamic::Scheme;
 
 /// How long dialling a server may take.
@@ -74,7 +75,7 @@ pub struct Upstream {
 
 enum Kind {
     H2(H2Pool),
-    Http1(Box<Client<HttpConnector, Incoming>>),
+    Http1(Box<Client<HttpConnector, RequestBody>>),
     Unsupported(Scheme),
 }
 
@@ -111,7 +112,10 @@ impl Upstream {
 
     /// Sends a call. For HTTP/1.1 the request URI must be absolute (scheme and this
     /// server's address); for h2c it carries the authority the client asked for.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match &self.kind {
             Kind::H2(pool) => {
                 let mut sender = pool.sender().await?;
@@ -145,6 +149,23 @@ impl Upstream {
         }
     }
 
+    /// Makes sure the server can be reached: h2c opens (or keeps) the shared
+    /// connection calls will use; HTTP/1.1 opens and closes a TCP connection.
+    pub async fn connect(&self) -> Result<(), UpstreamError> {
+        match &self.kind {
+            Kind::H2(pool) => pool.sender().await.map(drop),
+            Kind::Http1(_) => {
+                let addr = self.addr;
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(source)) => Err(UpstreamError::Connect { addr, source }),
+                    Err(_) => Err(UpstreamError::ConnectTimeout { addr }),
+                }
+            }
+            Kind::Unsupported(s) => Err(UpstreamError::Unsupported(*s)),
+        }
+    }
+
     /// Whether an HTTP/2 connection is open now (for the API and tests).
     pub fn is_connected(&self) -> bool {
         match &self.kind {
@@ -156,12 +177,12 @@ impl Upstream {
 
 struct H2Pool {
     addr: SocketAddr,
-    current: ArcSwapOption<http2::SendRequest<Incoming>>,
+    current: ArcSwapOption<http2::SendRequest<RequestBody>>,
     dialling: tokio::sync::Mutex<()>,
 }
 
 impl H2Pool {
-    async fn sender(&self) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    async fn sender(&self) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         if let Some(s) = self.open() {
             return Ok(s);
         }
@@ -175,7 +196,7 @@ impl H2Pool {
         Ok(sender)
     }
 
-    fn open(&self) -> Option<http2::SendRequest<Incoming>> {
+    fn open(&self) -> Option<http2::SendRequest<RequestBody>> {
         let guard = self.current.load();
         match guard.as_deref() {
             Some(s) if !s.is_closed() => Some(s.clone()),
@@ -183,7 +204,7 @@ impl H2Pool {
         }
     }
 
-    async fn dial(&self) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    async fn dial(&self) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,

@@ -101,6 +101,17 @@ pub enum ApiErrorKind {
     Rejected,
 }
 
+impl ApiErrorKind {
+    /// For metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiErrorKind::Throttled => "throttled",
+            ApiErrorKind::Unavailable => "unavailable",
+            ApiErrorKind::Rejected => "rejected",
+        }
+    }
+}
+
 /// A failed API call.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} failed: {message}", op.name())]

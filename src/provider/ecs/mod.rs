@@ -100,6 +100,7 @@ impl<A: EcsApi> EcsProvider<A> {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let message = e.to_string();
+                    self.status.record_api_error(e.op.name(), e.kind.name());
                     self.status.record(
                         Err(message.clone()),
                         started.elapsed(),
