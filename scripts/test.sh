@@ -32,5 +32,7 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
     echo "$wanted" >"$stamp"
 fi
 
+./scripts/browser-setup.sh
+
 # protoc comes from the protoc-bin-vendored crate: nothing to install for the build.
 exec cargo test --locked "$@"

@@ -194,7 +194,7 @@ async fn router_made_http_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_serves_ping_rawdata_and_a_summary() {
+async fn api_serves_ping_rawdata_and_the_dashboard() {
     let web = Backend::start_http1("web").await;
     let gw = Gateway::start(&http_task(
         "web-1",
@@ -216,11 +216,33 @@ async fn api_serves_ping_rawdata_and_a_summary() {
         raw["services"]["web"]["servers"][0]["url"],
         format!("http://{}", web.addr)
     );
+    // A plain HTTP call is counted by its status class.
     get(&client, &format!("{}/", gw.url()), &[]).await;
-    let (_, _, summary) = get(&client, &format!("{api}/"), &[]).await;
-    assert!(
-        summary.contains(&format!("http://{} task=web-1 weight=1", web.addr)),
-        "{summary}"
+    let (status, _, body) = get(&client, &format!("{api}/api/http/services/web"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let svc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(svc["loadBalancer"]["servers"][0]["requests"], 1, "{svc}");
+    assert_eq!(
+        svc["loadBalancer"]["servers"][0]["grpcStatus"]["HTTP 2xx"], 1,
+        "{svc}"
     );
-    assert!(summary.contains("calls=1"), "{summary}");
+    // The dashboard's files are embedded and served with a strict CSP.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, body) = get(&client, &format!("{api}{path}"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"));
+        assert!(!body.is_empty(), "{path}");
+    }
 }

@@ -3,6 +3,7 @@
 //! conditions with deadlines (never sleeping as synchronisation).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
+pub mod api;
 pub mod backend;
 pub mod moto;
 pub mod proto;
@@ -66,6 +67,13 @@ credentials = {{ access_key_id = "test", secret_access_key = "test" }}
     /// Gantry with `providers` as everything after the `[providers]` header (the
     /// tasks file, `tasks.toml` beside the config, holds `tasks`).
     pub async fn start_config(tasks: &str, providers: &str) -> Gateway {
+        Gateway::start_custom(tasks, "", providers).await
+    }
+
+    /// Gantry with `extra` after the `[api]` address (e.g. `[api.auth]` or
+    /// `[access_log]` sections; relative paths are beside the config) and
+    /// `providers` as in [`Gateway::start_config`].
+    pub async fn start_custom(tasks: &str, extra: &str, providers: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let tasks_path = dir.path().join("tasks.toml");
         std::fs::write(&tasks_path, tasks).expect("write tasks");
@@ -75,6 +83,7 @@ credentials = {{ access_key_id = "test", secret_access_key = "test" }}
 address = "127.0.0.1:0"
 [api]
 address = "127.0.0.1:0"
+{extra}
 [providers]
 throttle_ms = 10
 {providers}
@@ -96,6 +105,16 @@ throttle_ms = 10
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://<api address>`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.gantry.api_addr().expect("api enabled"))
+    }
+
+    /// The directory holding the config and tasks files.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Replaces the tasks file atomically (write + rename), as deploy tools do.
