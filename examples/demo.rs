@@ -67,7 +67,8 @@ async fn main() -> Result<(), common::BoxError> {
     println!("gantry demo is running");
     println!("  entrypoint   http://{entry}  (h2c and HTTP/1.1)");
     if let Some(api) = gantry.api_addr() {
-        println!("  dashboard    http://{api}/   (API: http://{api}/api/rawdata)");
+        println!("  dashboard    http://{api}/");
+        println!("  api          http://{api}/api/overview   metrics http://{api}/metrics");
     }
     println!("  backends     a=127.0.0.1:50061 b=127.0.0.1:50062, tasks from examples/tasks.toml");
     println!(
