@@ -110,6 +110,10 @@ async fn counts_rates_and_shapes_after_known_calls() {
     assert_eq!(overview["providerStatus"][0]["healthy"], true);
     assert_eq!(overview["stats"]["requests"], 100);
     assert_eq!(overview["errors"], 0);
+    assert_eq!(
+        overview["features"],
+        serde_json::json!({"metrics": "prometheus", "accessLog": false, "auth": false})
+    );
 
     // /metrics agrees, in the Prometheus text format.
     let (status, headers, text) = api::get(&api_url, "/metrics", None).await;

@@ -159,6 +159,19 @@ fn many<T: Serialize>(
     Ok(response)
 }
 
+/// The item `is_it` picks, or a 404 naming what was asked for.
+fn find<T>(
+    items: Vec<T>,
+    kind: &str,
+    name: &str,
+    is_it: impl Fn(&T) -> bool,
+) -> Result<T, ApiError> {
+    items
+        .into_iter()
+        .find(is_it)
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} {name:?}")))
+}
+
 fn to_value<T: Serialize + ?Sized>(v: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -197,12 +210,10 @@ async fn router_by_name(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let snap = Snapshot::take(&shared);
-    let found = snap
-        .routers()
-        .into_iter()
-        .find(|r| list::same_name(&r.name, &name))
-        .ok_or_else(|| ApiError::not_found(format!("no router {name:?}")))?;
+    let routers = Snapshot::take(&shared).routers();
+    let found = find(routers, "router", &name, |r| {
+        list::same_name(&r.name, &name)
+    })?;
     one(&found, &Default::default(), &params)
 }
 
@@ -227,12 +238,10 @@ async fn service_by_name(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let snap = Snapshot::take(&shared);
-    let found = snap
-        .services()
-        .into_iter()
-        .find(|s| list::same_name(&s.name, &name))
-        .ok_or_else(|| ApiError::not_found(format!("no service {name:?}")))?;
+    let services = Snapshot::take(&shared).services();
+    let found = find(services, "service", &name, |s| {
+        list::same_name(&s.name, &name)
+    })?;
     one(&found, &samples::service(), &params)
 }
 
@@ -252,12 +261,8 @@ async fn entrypoint_by_name(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let snap = Snapshot::take(&shared);
-    let found = snap
-        .entrypoints()
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no entrypoint {name:?}")))?;
+    let entrypoints = Snapshot::take(&shared).entrypoints();
+    let found = find(entrypoints, "entrypoint", &name, |e| e.name == name)?;
     one(&found, &Default::default(), &params)
 }
 

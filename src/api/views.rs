@@ -190,7 +190,17 @@ pub struct Overview {
     pub errors: usize,
     pub generation: u64,
     pub version: &'static str,
+    pub features: Features,
     pub stats: StatsView,
+}
+
+/// What this gantry has turned on (Traefik's overview has the same key).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    pub metrics: &'static str,
+    pub access_log: bool,
+    pub auth: bool,
 }
 
 /// `name@provider`, as Traefik names objects in its API.
@@ -422,6 +432,11 @@ impl<'a> Snapshot<'a> {
             errors: self.config().errors.len(),
             generation: self.shared.progress.borrow().tables,
             version: env!("CARGO_PKG_VERSION"),
+            features: Features {
+                metrics: "prometheus",
+                access_log: self.shared.access_log.is_some(),
+                auth: self.shared.auth.is_some(),
+            },
             stats,
         }
     }
