@@ -196,6 +196,10 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     background.spawn(watcher.run());
 
     background.spawn(crate::balance::probe::run(table.clone()));
+    background.spawn(crate::balance::checks::run(
+        table.clone(),
+        progress_rx.clone(),
+    ));
     background.spawn(sample_stats(table.clone(), entrypoint_stats.clone()));
 
     let shared = Shared {

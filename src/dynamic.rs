@@ -55,11 +55,101 @@ pub struct Router {
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     pub servers: Vec<Server>,
+    /// How servers are chosen and checked.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// A version split: calls go to these services in proportion to their weights
+    /// (then `servers` is empty). Empty for a load-balanced service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weighted: Vec<WeightedService>,
     pub provider: String,
     /// Ids of the tasks whose labels define this service.
     pub tasks: Vec<String>,
     pub status: Status,
     pub errors: Vec<String>,
+}
+
+/// One service of a version split and its share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WeightedService {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// How a service picks and watches its servers (labels
+/// `<prefix>.http.services.<s>.loadbalancer.{strategy,hash,sticky,healthcheck}.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    pub strategy: Strategy,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// How a server is picked for each call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Strategy {
+    /// Smooth weighted round robin.
+    #[default]
+    Wrr,
+    /// Power of two choices over peak-EWMA latency × calls in flight.
+    P2c,
+    /// Consistent hashing on a request header or gRPC metadata key (lower-case).
+    Hash { header: String },
+    /// Round robin for a client's first call, then the server its cookie names.
+    Sticky { cookie: StickyCookie },
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Wrr => "wrr",
+            Strategy::P2c => "p2c",
+            Strategy::Hash { .. } => "hash",
+            Strategy::Sticky { .. } => "sticky",
+        }
+    }
+}
+
+/// The cookie of sticky sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyCookie {
+    pub name: String,
+    pub secure: bool,
+    pub http_only: bool,
+    /// `Lax`, `Strict` or `None`; not sent when unset.
+    pub same_site: Option<String>,
+    /// Seconds; a session cookie when unset.
+    pub max_age: Option<u64>,
+}
+
+/// An active health check run against every server of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub mode: HealthMode,
+    /// `grpc`: the service name asked about ("" = the whole server); `http`: the path;
+    /// `call`: the method path (`/pkg.Service/Method`).
+    pub target: String,
+    /// `call`: the gRPC codes that count as healthy, canonical (`0,12`, `0-2`).
+    pub codes: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// Which kind of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthMode {
+    /// `grpc.health.v1.Health/Check`.
+    Grpc,
+    /// An HTTP GET; 2xx and 3xx are healthy.
+    Http,
+    /// Calls a gRPC method with an empty message; the configured codes are healthy.
+    Call,
 }
 
 /// Protocol spoken to a server.

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::balance::{Balancer, Endpoint, EndpointKey};
+use crate::balance::retry::RetryBudget;
+use crate::balance::{Balancer, Endpoint, EndpointKey, Split};
 use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Status};
 use crate::rules::{self, Matcher, RequestInfo};
 use crate::telemetry::CallStats;
@@ -39,7 +40,11 @@ impl Route {
 pub struct ServiceEntry {
     pub name: Arc<str>,
     pub balancer: Balancer,
+    /// A version split: calls are passed to one of these services.
+    pub split: Option<Split>,
     pub stats: Arc<CallStats>,
+    /// Bounds retries of calls no server saw (carried across rebuilds by name).
+    pub retry: Arc<RetryBudget>,
 }
 
 /// Everything the request path needs, immutable.
@@ -54,6 +59,8 @@ pub struct RoutingTable {
     /// reload never resets what the dashboard and `/metrics` show.
     router_stats: HashMap<Arc<str>, Arc<CallStats>>,
     service_stats: HashMap<Arc<str>, Arc<CallStats>>,
+    /// Services by name.
+    service_index: HashMap<Arc<str>, usize>,
 }
 
 impl RoutingTable {
@@ -66,6 +73,7 @@ impl RoutingTable {
             endpoints: HashMap::new(),
             router_stats: HashMap::new(),
             service_stats: HashMap::new(),
+            service_index: HashMap::new(),
         }
     }
 
@@ -105,11 +113,31 @@ impl RoutingTable {
             let name: Arc<str> = name.as_str().into();
             let stats = carry(&previous.service_stats, &name);
             service_stats.insert(name.clone(), stats.clone());
+            let retry = previous
+                .service_named(&name)
+                .map_or_else(Default::default, |s| s.retry.clone());
             services.push(ServiceEntry {
                 name,
-                balancer: Balancer::new(servers),
+                balancer: Balancer::new(servers, &svc.load_balancer.strategy),
+                split: None,
                 stats,
+                retry,
             });
+        }
+        // Splits refer to services by index, known once all are in place.
+        for (name, svc) in &config.services {
+            if svc.weighted.is_empty() {
+                continue;
+            }
+            let Some(&index) = service_index.get(name.as_str()) else {
+                continue;
+            };
+            let children: Vec<(usize, u32)> = svc
+                .weighted
+                .iter()
+                .filter_map(|w| service_index.get(w.name.as_str()).map(|&i| (i, w.weight)))
+                .collect();
+            services[index].split = Some(Split::new(&children));
         }
 
         let mut per_ep: Vec<Vec<Route>> = (0..entrypoints.len()).map(|_| Vec::new()).collect();
@@ -148,6 +176,11 @@ impl RoutingTable {
                     .then_with(|| a.name.cmp(&b.name))
             });
         }
+        let by_name = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         RoutingTable {
             config,
             entrypoints: per_ep.into_iter().map(Vec::into_boxed_slice).collect(),
@@ -155,6 +188,7 @@ impl RoutingTable {
             endpoints,
             router_stats,
             service_stats,
+            service_index: by_name,
         }
     }
 
@@ -168,6 +202,26 @@ impl RoutingTable {
 
     pub fn service(&self, index: usize) -> &ServiceEntry {
         &self.services[index]
+    }
+
+    /// An enabled service, by name.
+    pub fn service_named(&self, name: &str) -> Option<&ServiceEntry> {
+        self.service_index
+            .get(name)
+            .and_then(|&i| self.services.get(i))
+    }
+
+    /// The service a call to service `index` goes to: itself, or for a version split
+    /// the version picked for this call.
+    pub fn resolve_service(&self, index: usize) -> &ServiceEntry {
+        let entry = &self.services[index];
+        match &entry.split {
+            Some(split) => split
+                .pick(|i| self.services.get(i).map(|s| &s.balancer))
+                .and_then(|i| self.services.get(i))
+                .unwrap_or(entry),
+            None => entry,
+        }
     }
 
     pub fn services(&self) -> &[ServiceEntry] {

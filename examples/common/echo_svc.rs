@@ -237,7 +237,15 @@ impl Echo for EchoService {
         let headers = seen_headers(&request);
         let echoed = Echoed::of(&request);
         let req = request.into_inner();
-        pause(req.delay_ms).await;
+        let slow = self
+            .stats
+            .unary_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        pause(
+            req.delay_ms
+                .saturating_add(u32::try_from(slow).unwrap_or(u32::MAX)),
+        )
+        .await;
         if req.fail_code != 0 {
             return Err(echoed.fail_early(req.fail_code, &req.fail_message));
         }

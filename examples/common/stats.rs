@@ -26,6 +26,8 @@ pub struct Stats {
     pub cancelled_streams: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// Extra milliseconds every unary call waits before answering (a slow server).
+    pub unary_delay_ms: AtomicU64,
 }
 
 impl Stats {
@@ -52,6 +54,11 @@ impl Stats {
     /// Streaming responses dropped before their end so far.
     pub fn cancelled_streams(&self) -> u64 {
         self.cancelled_streams.load(Ordering::SeqCst)
+    }
+
+    /// Makes every unary call wait `ms` more (0: back to normal).
+    pub fn set_unary_delay(&self, ms: u64) {
+        self.unary_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// TCP connections accepted so far.

@@ -78,6 +78,7 @@ pub struct ServerView {
 pub struct LoadBalancerView {
     pub servers: Vec<ServerView>,
     pub strategy: &'static str,
+    pub health_check: Option<crate::dynamic::HealthCheck>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -92,8 +93,17 @@ pub struct ServiceView {
     pub used_by: Vec<String>,
     pub tasks: Vec<String>,
     pub load_balancer: LoadBalancerView,
+    /// A version split's services and weights (Traefik's `weighted.services`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<WeightedView>,
     pub server_status: BTreeMap<String, &'static str>,
     pub stats: StatsView,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedView {
+    pub services: Vec<crate::dynamic::WeightedService>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -265,8 +275,11 @@ impl<'a> Snapshot<'a> {
                     .map(|s| self.server(enabled, s))
                     .collect();
                 let server_status = servers.iter().map(|s| (s.url.clone(), s.health)).collect();
+                let split = !svc.weighted.is_empty();
                 let status = if !enabled {
                     "disabled"
+                } else if split {
+                    "enabled"
                 } else if servers.iter().any(|s| s.health != "UP") || servers.is_empty() {
                     "warning"
                 } else {
@@ -280,7 +293,7 @@ impl<'a> Snapshot<'a> {
                     .collect();
                 ServiceView {
                     name: qualified(name, &svc.provider),
-                    kind: "loadbalancer",
+                    kind: if split { "weighted" } else { "loadbalancer" },
                     provider: svc.provider.clone(),
                     status,
                     error: svc.errors.clone(),
@@ -288,8 +301,12 @@ impl<'a> Snapshot<'a> {
                     tasks: svc.tasks.clone(),
                     load_balancer: LoadBalancerView {
                         servers,
-                        strategy: "wrr",
+                        strategy: svc.load_balancer.strategy.name(),
+                        health_check: svc.load_balancer.health_check.clone(),
                     },
+                    weighted: split.then(|| WeightedView {
+                        services: svc.weighted.clone(),
+                    }),
                     server_status,
                     stats: self
                         .table
@@ -327,14 +344,25 @@ impl<'a> Snapshot<'a> {
                 } else {
                     Vec::new()
                 };
-                let service_up = config.services.get(&r.service).is_some_and(|svc| {
-                    svc.servers.iter().any(|s| {
-                        self.table
-                            .endpoints()
-                            .get(&EndpointKey::of(s))
-                            .is_some_and(|e| e.health().0 == Health::Up)
-                    })
-                });
+                // A split is up when any of its versions is.
+                let targets: Vec<&str> = match config.services.get(&r.service) {
+                    Some(svc) if !svc.weighted.is_empty() => {
+                        svc.weighted.iter().map(|w| w.name.as_str()).collect()
+                    }
+                    _ => vec![r.service.as_str()],
+                };
+                let service_up =
+                    targets
+                        .iter()
+                        .filter_map(|t| config.services.get(*t))
+                        .any(|svc| {
+                            svc.servers.iter().any(|s| {
+                                self.table
+                                    .endpoints()
+                                    .get(&EndpointKey::of(s))
+                                    .is_some_and(|e| e.health().0 == Health::Up)
+                            })
+                        });
                 let status = match (enabled, service_up) {
                     (false, _) => "disabled",
                     (true, false) => "warning",
@@ -528,9 +556,16 @@ pub mod samples {
 
     pub fn service() -> ServiceView {
         ServiceView {
+            weighted: Some(WeightedView {
+                services: vec![crate::dynamic::WeightedService {
+                    name: String::new(),
+                    weight: 0,
+                }],
+            }),
             load_balancer: LoadBalancerView {
                 servers: vec![ServerView::default()],
                 strategy: "wrr",
+                health_check: None,
             },
             ..Default::default()
         }

@@ -8,7 +8,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use arc_swap::ArcSwapOption;
+
+use super::ewma::PeakEwma;
+use super::health::HealthState;
 
 use crate::dynamic::{Scheme, Server};
 use crate::provider::{Lifecycle, TaskHealth};
@@ -61,7 +66,15 @@ pub struct Endpoint {
     reachable: AtomicBool,
     unreachable_reason: ArcSwapOption<String>,
     stats: Arc<CallStats>,
+    /// Time to response headers, peak-EWMA (for p2c).
+    latency: PeakEwma,
+    /// The active health check's verdict, when the service has one.
+    check: ArcSwapOption<HealthState>,
 }
+
+/// p2c's starting guess of a new server's latency, and how fast estimates forget.
+const DEFAULT_RTT: Duration = Duration::from_millis(1);
+const RTT_DECAY: Duration = Duration::from_secs(10);
 
 impl Endpoint {
     pub fn new(key: EndpointKey) -> Endpoint {
@@ -79,6 +92,8 @@ impl Endpoint {
             reachable: AtomicBool::new(true),
             unreachable_reason: ArcSwapOption::empty(),
             stats: Arc::new(CallStats::default()),
+            latency: PeakEwma::new(DEFAULT_RTT, RTT_DECAY),
+            check: ArcSwapOption::empty(),
         }
     }
 
@@ -104,6 +119,11 @@ impl Endpoint {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// Time to response headers, as p2c weighs it.
+    pub fn latency(&self) -> &PeakEwma {
+        &self.latency
     }
 
     /// Calls on this server: counters, latency, in flight.
@@ -142,7 +162,22 @@ impl Endpoint {
 
     /// Whether new calls should be sent here.
     pub fn is_available(&self) -> bool {
-        self.platform_ok() && self.reachable.load(Ordering::Relaxed)
+        self.platform_ok() && self.reachable.load(Ordering::Relaxed) && self.check_ok()
+    }
+
+    /// The active health check passes, or there is none.
+    pub fn check_ok(&self) -> bool {
+        self.check.load().as_ref().is_none_or(|c| c.is_healthy())
+    }
+
+    /// Attaches (or removes) the active health check's state.
+    pub fn set_check(&self, state: Option<Arc<HealthState>>) {
+        self.check.store(state);
+    }
+
+    /// The active health check's state, if the service has one.
+    pub fn check(&self) -> Option<Arc<HealthState>> {
+        self.check.load_full()
     }
 
     /// Records that a connection to the server could not be made.
@@ -184,6 +219,12 @@ impl Endpoint {
                 Health::Down,
                 Some("task UNHEALTHY (platform health check)".to_string()),
             );
+        }
+        if let Some(check) = self.check.load().as_ref().filter(|c| !c.is_healthy()) {
+            let reason = check
+                .reason()
+                .unwrap_or_else(|| "health check failing".to_string());
+            return (Health::Down, Some(reason));
         }
         if !self.is_reachable() {
             let reason = self

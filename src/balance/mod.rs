@@ -5,9 +5,33 @@
 //! rebuilds so a rebuild never resets load, health or connections. A [`Balancer`]
 //! is the immutable per-service selector built at each rebuild.
 
+mod balancer;
+pub mod checks;
+pub mod codes;
 mod endpoint;
+pub mod ewma;
+pub mod health;
+pub mod p2c;
 pub mod probe;
+pub mod retry;
+pub mod ring;
+mod split;
 mod wrr;
 
+pub use balancer::{Balancer, Pick};
 pub use endpoint::{Endpoint, EndpointKey, Health};
-pub use wrr::Balancer;
+pub use split::Split;
+
+/// `n` h2c endpoints `t<i>@127.0.0.1:<1000+i>`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_endpoints(n: usize) -> Vec<std::sync::Arc<Endpoint>> {
+    (0..n)
+        .map(|i| {
+            std::sync::Arc::new(Endpoint::new(EndpointKey {
+                task: format!("t{i}"),
+                address: ([127, 0, 0, 1], 1000 + i as u16).into(),
+                scheme: crate::dynamic::Scheme::H2c,
+            }))
+        })
+        .collect()
+}

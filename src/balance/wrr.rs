@@ -18,18 +18,18 @@ const MAX_SCHEDULE: u64 = 1 << 14;
 
 /// A service's servers and the order they are picked in.
 #[derive(Debug)]
-pub struct Balancer {
+pub struct Wrr {
     endpoints: Vec<Arc<Endpoint>>,
     schedule: Box<[u32]>,
     cursor: AtomicUsize,
 }
 
-impl Balancer {
+impl Wrr {
     /// Builds a balancer; servers with weight 0 never get calls.
-    pub fn new(servers: Vec<(Arc<Endpoint>, u32)>) -> Balancer {
+    pub fn new(servers: Vec<(Arc<Endpoint>, u32)>) -> Wrr {
         let weights: Vec<u64> = servers.iter().map(|(_, w)| u64::from(*w)).collect();
         let schedule = smooth_schedule(&weights);
-        Balancer {
+        Wrr {
             endpoints: servers.into_iter().map(|(e, _)| e).collect(),
             schedule,
             cursor: AtomicUsize::new(0),
@@ -69,7 +69,7 @@ impl Balancer {
 }
 
 /// The smooth WRR pick order for these weights, one full cycle.
-fn smooth_schedule(weights: &[u64]) -> Box<[u32]> {
+pub(crate) fn smooth_schedule(weights: &[u64]) -> Box<[u32]> {
     let weights = scale(weights);
     let total: u64 = weights.iter().sum();
     if total == 0 {
@@ -115,7 +115,8 @@ fn scale(weights: &[u64]) -> Vec<u64> {
     w
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// Greatest common divisor (weights are divided by it).
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {
@@ -126,23 +127,13 @@ fn gcd(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::EndpointKey;
-    use crate::dynamic::Scheme;
     use crate::provider::{Lifecycle, TaskHealth};
 
     fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                Arc::new(Endpoint::new(EndpointKey {
-                    task: format!("t{i}"),
-                    address: ([127, 0, 0, 1], 1000 + i as u16).into(),
-                    scheme: Scheme::H2c,
-                }))
-            })
-            .collect()
+        crate::balance::test_endpoints(n)
     }
 
-    fn counts(b: &Balancer, n: usize, picks: usize) -> Vec<usize> {
+    fn counts(b: &Wrr, n: usize, picks: usize) -> Vec<usize> {
         let mut c = vec![0; n];
         for _ in 0..picks {
             let ep = b.select().map(|e| e.key().address.port() as usize - 1000);
@@ -173,14 +164,14 @@ mod tests {
     #[test]
     fn picks_follow_weights() {
         let eps = endpoints(3);
-        let b = Balancer::new(eps.iter().cloned().zip([3, 1, 0]).collect());
+        let b = Wrr::new(eps.iter().cloned().zip([3, 1, 0]).collect());
         assert_eq!(counts(&b, 3, 400), vec![300, 100, 0]);
     }
 
     #[test]
     fn unavailable_servers_are_skipped() {
         let eps = endpoints(3);
-        let b = Balancer::new(eps.iter().cloned().map(|e| (e, 1)).collect());
+        let b = Wrr::new(eps.iter().cloned().map(|e| (e, 1)).collect());
         eps[1].observe_platform(TaskHealth::Unhealthy, Lifecycle::Running);
         assert_eq!(counts(&b, 3, 300), vec![150, 0, 150]);
         eps[0].observe_platform(TaskHealth::Healthy, Lifecycle::Stopping);
@@ -192,6 +183,6 @@ mod tests {
 
     #[test]
     fn empty_balancer_selects_nothing() {
-        assert!(Balancer::new(Vec::new()).select().is_none());
+        assert!(Wrr::new(Vec::new()).select().is_none());
     }
 }

@@ -174,6 +174,8 @@ impl Merger {
                 tasks.sort();
                 let service = Service {
                     servers,
+                    load_balancer: acc.settings.load_balancer,
+                    weighted: acc.settings.weighted,
                     provider: acc.origin.provider,
                     tasks,
                     status: Status::Enabled,
@@ -196,6 +198,50 @@ impl Merger {
                     acc.shown.rule_label.clone(),
                     format!("rule: {e}"),
                 ));
+            }
+        }
+
+        // A split's services must exist and have servers of their own.
+        for (name, svc) in &services {
+            for child in &svc.weighted {
+                let problem = match services.get(&child.name) {
+                    None => format!("weighted service {:?} does not exist", child.name),
+                    Some(c) if !c.weighted.is_empty() => format!(
+                        "weighted service {:?} is itself a split; splits do not nest",
+                        child.name
+                    ),
+                    Some(_) => continue,
+                };
+                errors.push(ConfigError {
+                    object: ObjectRef::Service(name.clone()),
+                    provider: svc.provider.clone(),
+                    task: svc.tasks.first().cloned(),
+                    label: None,
+                    message: problem,
+                });
+            }
+        }
+        // A split is disabled with any of its services.
+        let broken: BTreeSet<String> = errors
+            .iter()
+            .filter_map(|e| match &e.object {
+                ObjectRef::Service(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        for (name, svc) in &services {
+            if let Some(child) = svc
+                .weighted
+                .iter()
+                .find(|c| broken.contains(&c.name) && !broken.contains(name))
+            {
+                errors.push(ConfigError {
+                    object: ObjectRef::Service(name.clone()),
+                    provider: svc.provider.clone(),
+                    task: svc.tasks.first().cloned(),
+                    label: None,
+                    message: format!("weighted service {:?} is disabled", child.name),
+                });
             }
         }
 
@@ -363,6 +409,10 @@ fn service_diff(a: &ServiceSettings, origin: &Origin, b: &ServiceSettings, task:
             a.pass_host_header, b.pass_host_header
         ));
     }
+    parts.extend(super::balancing::differences(
+        &a.load_balancer,
+        &b.load_balancer,
+    ));
     differently(origin, task, parts)
 }
 
@@ -391,7 +441,11 @@ mod tests {
     fn service_def(name: &str, pass_host_header: bool) -> ServiceDef {
         ServiceDef {
             name: name.to_string(),
-            settings: ServiceSettings { pass_host_header },
+            settings: ServiceSettings {
+                pass_host_header,
+                load_balancer: Default::default(),
+                weighted: Vec::new(),
+            },
             server: None,
             problems: Vec::new(),
         }

@@ -13,6 +13,7 @@
 //! It is a pure function of its input, linear-ish in the number of labels, so it can
 //! run on every change for thousands of tasks.
 
+mod balancing;
 mod merge;
 mod parse;
 mod resolve;

@@ -83,6 +83,11 @@ pub(crate) struct ServiceLabels {
     pub scheme: Option<Value<Scheme>>,
     pub weight: Option<Value<u32>>,
     pub pass_host_header: Option<Value<bool>>,
+    /// Strategy, stickiness, hashing and health-check labels.
+    pub balancing: super::balancing::BalancingLabels,
+    /// A version split: child service → weight
+    /// (`<prefix>.http.services.<name>.weighted.services.<child>.weight`).
+    pub weighted: BTreeMap<String, Value<u32>>,
     /// Labels that break the service whatever else is set (unknown keys).
     pub problems: Vec<Problem>,
 }
@@ -102,7 +107,9 @@ pub(crate) struct TaskLabels {
 /// Settings a router label may name, for messages.
 const ROUTER_KEYS: &str = "rule, priority, service, entrypoints, tls";
 /// Settings a service label may name, for messages.
-const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader";
+const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader, \
+     strategy, hash.header, sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
+     healthcheck.{mode,path,service,codes,interval,timeout,healthythreshold,unhealthythreshold}";
 
 /// The part of `key` after `<prefix>.`, when the key starts with it (ASCII
 /// case-insensitive, like Traefik's label decoder).
@@ -233,6 +240,34 @@ fn service_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
             parse_bool(value),
             problems,
         ),
+        ["loadbalancer", rest @ ..] if super::balancing::is_balancing(rest) => {
+            service.balancing.add(key, rest, value, problems)
+        }
+        ["weighted", "services", _, "weight"] => {
+            // The child's name as written (names are case-sensitive).
+            let child = rest.get(3).copied().unwrap_or_default().to_string();
+            match service.weighted.get(&child) {
+                Some(first) => problems.push(Problem::at(
+                    key,
+                    format!(
+                        "set twice: also set by label {:?}",
+                        first.label.as_deref().unwrap_or("")
+                    ),
+                )),
+                None => {
+                    service
+                        .weighted
+                        .insert(child, Value::from_label(key, parse_weight(value)));
+                }
+            }
+        }
+        ["weighted", ..] => problems.push(Problem::at(
+            key,
+            format!(
+                "unknown weighted-service label {key:?}: write \
+                 <prefix>.http.services.<name>.weighted.services.<service>.weight=<n>"
+            ),
+        )),
         ["loadbalancer", ..] => problems.push(Problem::at(
             key,
             format!("unknown service label {key:?} (load balancer settings: {SERVICE_KEYS})"),

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use crate::dynamic::{Scheme, Server};
+use crate::dynamic::{LoadBalancer, Scheme, Server, WeightedService};
 use crate::provider::Task;
 
 use super::parse::{Problem, RouterLabels, ServiceLabels, TaskLabels, Value};
@@ -26,12 +26,15 @@ pub(crate) struct RouterSettings {
 }
 
 /// A service's settings that belong to the service rather than to one server: they
-/// must be equal across the tasks that define the service. Strategy, stickiness and
-/// health checks go here when they are added.
+/// must be equal across the tasks that define the service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ServiceSettings {
     /// Only `true` is supported today (see [`resolve_service`]).
     pub pass_host_header: bool,
+    /// Strategy, stickiness, hashing and health checks.
+    pub load_balancer: LoadBalancer,
+    /// A version split's services and weights, by name; empty for a load balancer.
+    pub weighted: Vec<WeightedService>,
 }
 
 /// One task's definition of a router.
@@ -222,6 +225,9 @@ fn strip_provider(service: String, provider: &str) -> String {
 }
 
 fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabels) -> ServiceDef {
+    if !labels.weighted.is_empty() {
+        return resolve_weighted(name, labels);
+    }
     let mut problems = labels.problems;
     let pass_host_header = match take(labels.pass_host_header, &mut problems) {
         Some((false, label)) => {
@@ -254,6 +260,7 @@ fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabel
         None if had_port => None,
         None => default_port(task, prefix, &name, &mut problems),
     };
+    let load_balancer = super::balancing::resolve(&name, labels.balancing, &mut problems);
     let before = problems.len();
     let scheme = take(labels.scheme, &mut problems).map_or(Scheme::Http, |(s, _)| s);
     let weight = take(labels.weight, &mut problems).map_or(1, |(w, _)| w);
@@ -263,8 +270,58 @@ fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabel
         .map(|port| Server::new(SocketAddr::new(task.ip, port), scheme, weight, task));
     ServiceDef {
         name,
-        settings: ServiceSettings { pass_host_header },
+        settings: ServiceSettings {
+            pass_host_header,
+            load_balancer,
+            weighted: Vec::new(),
+        },
         server,
+        problems,
+    }
+}
+
+/// A version split: weighted references to other services, no servers of its own.
+fn resolve_weighted(name: String, labels: ServiceLabels) -> ServiceDef {
+    let mut problems = labels.problems;
+    let own = [
+        labels.port.as_ref().and_then(|v| v.label.clone()),
+        labels.scheme.as_ref().and_then(|v| v.label.clone()),
+        labels.weight.as_ref().and_then(|v| v.label.clone()),
+    ];
+    for label in own.into_iter().flatten() {
+        problems.push(Problem {
+            label: Some(label),
+            message: "a weighted service has no servers of its own: set server settings on \
+                      the services it splits between"
+                .into(),
+        });
+    }
+    let mut weighted = Vec::new();
+    for (child, value) in labels.weighted {
+        if child == name {
+            problems.push(Problem {
+                label: value.label.clone(),
+                message: "a weighted service cannot include itself".into(),
+            });
+        }
+        if let Some((weight, _)) = take(Some(value), &mut problems) {
+            weighted.push(WeightedService {
+                name: child,
+                weight,
+            });
+        }
+    }
+    if !weighted.is_empty() && weighted.iter().all(|w| w.weight == 0) {
+        problems.push(Problem::general("every service of the split has weight 0"));
+    }
+    ServiceDef {
+        name,
+        settings: ServiceSettings {
+            pass_host_header: true,
+            load_balancer: super::balancing::resolve("", labels.balancing, &mut problems),
+            weighted,
+        },
+        server: None,
         problems,
     }
 }

@@ -762,7 +762,10 @@ fn unsupported_and_unknown_labels() {
                     "a",
                     "10.0.0.1",
                     &[80],
-                    &[("traefik.http.services.s.loadbalancer.sticky.cookie", "true")],
+                    &[(
+                        "traefik.http.services.s.loadbalancer.responseforwarding.flushinterval",
+                        "1s",
+                    )],
                 ),
                 enabled(
                     "b",
@@ -806,13 +809,18 @@ fn unsupported_and_unknown_labels() {
                  passhostheader=false is not supported: the client's Host header is always \
                  passed to servers",
                 "error service \"s\" (task \"a\", label \
-                 \"traefik.http.services.s.loadbalancer.sticky.cookie\"): unknown service label \
-                 \"traefik.http.services.s.loadbalancer.sticky.cookie\" (load balancer \
-                 settings: server.port, server.scheme, server.weight, passhostheader)",
+                 \"traefik.http.services.s.loadbalancer.responseforwarding.flushinterval\"): \
+                 unknown service label \
+                 \"traefik.http.services.s.loadbalancer.responseforwarding.flushinterval\" \
+                 (load balancer settings: server.port, server.scheme, server.weight, \
+                 passhostheader, strategy, hash.header, \
+                 sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
+                 healthcheck.{mode,path,service,codes,interval,timeout,healthythreshold,\
+                 unhealthythreshold})",
                 "error service \"w\" (task \"b\", label \
-                 \"traefik.http.services.w.weighted.services[0].name\"): unknown service label \
-                 \"traefik.http.services.w.weighted.services[0].name\": only load balancer \
-                 services are supported (<prefix>.http.services.<name>.loadbalancer.<setting>)",
+                 \"traefik.http.services.w.weighted.services[0].name\"): unknown \
+                 weighted-service label \"traefik.http.services.w.weighted.services[0].name\": \
+                 write <prefix>.http.services.<name>.weighted.services.<service>.weight=<n>",
             ],
         },
     ]);

@@ -105,6 +105,8 @@ pub(crate) fn apply(task: &Task, v1: V1Labels, out: &mut TaskLabels) {
         }),
         weight: value(&v1.weight, parse::parse_weight),
         pass_host_header: None,
+        balancing: Default::default(),
+        weighted: Default::default(),
         problems: Vec::new(),
     };
     merge_service(out.services.entry(backend.clone()).or_default(), service);

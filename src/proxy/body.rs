@@ -131,6 +131,7 @@ impl Body for ProxyBody {
 pin_project_lite::pin_project! {
     /// A client's request body on its way to a server, counted for the access log
     /// when that is on.
+    #[derive(Debug)]
     pub struct RequestBody {
         #[pin]
         inner: Incoming,

@@ -106,6 +106,11 @@ impl Call {
 
     /// Notes the response head; a trailers-only gRPC response carries its status here.
     pub fn respond(&mut self, status: http::StatusCode, headers: &HeaderMap) {
+        // Time to response headers is what p2c weighs a server by (streams can last
+        // for hours; their first answer says how loaded the server is).
+        self.endpoint
+            .latency()
+            .observe(self.started.elapsed(), Instant::now());
         self.http_status = status.as_u16();
         if let Some(code) = grpc_status(headers) {
             self.grpc_status = Some(code);
@@ -121,6 +126,16 @@ impl Call {
 
     pub fn data(&mut self, len: usize) {
         self.bytes_out += len as u64;
+    }
+
+    /// Moves the call to another server after `failed` ended its attempt on this one
+    /// (the attempt counts on the server it failed on; the call goes on).
+    pub fn retarget(&mut self, endpoint: Arc<Endpoint>, failed: Outcome) {
+        self.endpoint
+            .stats()
+            .finished(failed, self.started.elapsed());
+        endpoint.stats().started();
+        self.endpoint = endpoint;
     }
 
     /// Ends the call with a status gantry made itself (the server could not be used).

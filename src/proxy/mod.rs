@@ -77,7 +77,7 @@ impl ConnService {
             route: None,
             service: None,
         };
-        let (endpoint, route_name, service_name) = {
+        let (endpoint, route_name, service_name, set_cookie) = {
             let table = self.table.load();
             let info = RequestInfo {
                 method: req.method(),
@@ -98,14 +98,15 @@ impl ConnService {
                 record_refused(started, &scopes, outcome, status, log);
                 return failure(grpc, Failure::NoRoute, &msg);
             };
-            let service = table.service(route.service());
+            let service = table.resolve_service(route.service());
+            service.retry.deposit();
             scopes.route = Some(route.stats.clone());
             scopes.service = Some(service.stats.clone());
             if let Some(ctx) = log.as_mut() {
                 ctx.router = Some(route.name.clone());
                 ctx.service = Some(service.name.clone());
             }
-            let Some(endpoint) = service.balancer.select() else {
+            let Some(pick) = service.balancer.select(req.headers()) else {
                 let msg = format!(
                     "service {:?} of router {:?} has no available server",
                     service.name, route.name
@@ -114,7 +115,12 @@ impl ConnService {
                 record_refused(started, &scopes, outcome, status, log);
                 return failure(grpc, Failure::NoServer, &msg);
             };
-            (endpoint.clone(), route.name.clone(), service.name.clone())
+            (
+                pick.endpoint.clone(),
+                route.name.clone(),
+                service.name.clone(),
+                pick.set_cookie,
+            )
         };
         let bytes_in = log.as_ref().map(|ctx| ctx.bytes_in.clone());
         let mut call = Call::start(started, grpc, scopes, endpoint, log);
@@ -124,27 +130,61 @@ impl ConnService {
             call.fail(Failure::Unreachable.outcome(grpc).0);
             return failure(grpc, Failure::Unreachable, &msg);
         }
-        match endpoint.upstream().send(req).await {
-            Ok(res) => {
-                endpoint.observe_reachable();
-                let (mut parts, body) = res.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers, false);
-                call.respond(parts.status, &parts.headers);
-                Response::from_parts(parts, ProxyBody::upstream(body, call))
-            }
-            Err(e) => {
-                if e.is_connect() {
-                    endpoint.observe_unreachable(e.to_string());
+        let mut endpoint = endpoint;
+        let mut retried = false;
+        loop {
+            let e = match endpoint.upstream().send(req).await {
+                Ok(res) => {
+                    endpoint.observe_reachable();
+                    let (mut parts, body) = res.into_parts();
+                    headers::strip_hop_by_hop(&mut parts.headers, false);
+                    if let Some(cookie) = set_cookie {
+                        parts.headers.append(http::header::SET_COOKIE, cookie);
+                    }
+                    call.respond(parts.status, &parts.headers);
+                    return Response::from_parts(parts, ProxyBody::upstream(body, call));
                 }
-                call.fail(Failure::Unreachable.outcome(grpc).0);
-                tracing::debug!(router = %route_name, service = %service_name, server = %endpoint.display(), error = %e, "upstream call failed");
-                let msg = format!(
-                    "service {service_name:?} of router {route_name:?}: server {} failed: {e}",
-                    endpoint.address()
-                );
-                failure(grpc, Failure::Unreachable, &msg)
+                Err(e) => e,
+            };
+            if e.error.is_connect() {
+                endpoint.observe_unreachable(e.error.to_string());
             }
+            // A call no server saw is sent once more, elsewhere, within the budget.
+            if let (false, Some(again)) = (retried, e.request) {
+                if let Some(next) = self.retry_target(&service_name, &endpoint, again.headers()) {
+                    tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), error = %e.error, "retrying a call no server saw");
+                    retried = true;
+                    call.retarget(next.clone(), Failure::Unreachable.outcome(grpc).0);
+                    endpoint = next;
+                    req = again;
+                    continue;
+                }
+            }
+            call.fail(Failure::Unreachable.outcome(grpc).0);
+            tracing::debug!(router = %route_name, service = %service_name, server = %endpoint.display(), error = %e.error, "upstream call failed");
+            let msg = format!(
+                "service {service_name:?} of router {route_name:?}: server {} failed: {}",
+                endpoint.address(),
+                e.error
+            );
+            return failure(grpc, Failure::Unreachable, &msg);
         }
+    }
+
+    /// Another server of `service` for a call `failed` never saw, if the retry budget
+    /// allows one. Only a server speaking the same protocol: the request is ready for it.
+    fn retry_target(
+        &self,
+        service: &str,
+        failed: &Arc<Endpoint>,
+        headers: &http::HeaderMap,
+    ) -> Option<Arc<Endpoint>> {
+        let table = self.table.load();
+        let service = table.service_named(service)?;
+        let pick = service.balancer.select(headers)?;
+        let other =
+            !Arc::ptr_eq(pick.endpoint, failed) && pick.endpoint.scheme() == failed.scheme();
+        (other && service.retry.withdraw(Instant::now())).then(|| pick.endpoint.clone())
     }
 
     /// What the access log needs of this request, when logging is on.

@@ -67,6 +67,15 @@ impl UpstreamError {
     }
 }
 
+/// A call that failed on its way to a server.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    pub error: UpstreamError,
+    /// The call, when the server never saw it.
+    pub request: Option<Request<RequestBody>>,
+}
+
 /// The way to one server.
 pub struct Upstream {
     addr: SocketAddr,
@@ -112,23 +121,36 @@ impl Upstream {
 
     /// Sends a call. For HTTP/1.1 the request URI must be absolute (scheme and this
     /// server's address); for h2c it carries the authority the client asked for.
-    pub async fn send(
-        &self,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ///
+    /// When the server never saw the call (no connection could be made, or the
+    /// connection closed before the request was written), the error hands the request
+    /// back, so it can be sent elsewhere.
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, SendError> {
+        let not_sent = |error, request| SendError {
+            error,
+            request: Some(request),
+        };
         match &self.kind {
             Kind::H2(pool) => {
-                let mut sender = pool.sender().await?;
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| UpstreamError::Request {
-                        addr: self.addr,
-                        source: Box::new(e),
-                    })
+                let mut sender = match pool.sender().await {
+                    Ok(s) => s,
+                    Err(error) => return Err(not_sent(error, req)),
+                };
+                sender.try_send_request(req).await.map_err(|mut e| {
+                    let request = e.take_message();
+                    SendError {
+                        error: UpstreamError::Request {
+                            addr: self.addr,
+                            source: Box::new(e.into_error()),
+                        },
+                        request,
+                    }
+                })
             }
+            // hyper's pooled HTTP/1.1 client consumes the request even when it cannot
+            // connect, so those calls are not retried.
             Kind::Http1(client) => client.request(req).await.map_err(|e| {
-                if e.is_connect() {
+                let error = if e.is_connect() {
                     let source = std::io::Error::other(
                         std::error::Error::source(&e)
                             .map(|s| s.to_string())
@@ -143,9 +165,13 @@ impl Upstream {
                         addr: self.addr,
                         source: Box::new(e),
                     }
+                };
+                SendError {
+                    error,
+                    request: None,
                 }
             }),
-            Kind::Unsupported(s) => Err(UpstreamError::Unsupported(*s)),
+            Kind::Unsupported(s) => Err(not_sent(UpstreamError::Unsupported(*s), req)),
         }
     }
 

@@ -13,7 +13,8 @@
 //!   powers of two of microseconds, 64 µs to ~67 s, exactly as recorded);
 //! - `gantry_{…}_requests_in_flight`;
 //! - `gantry_server_health{state}` (1 for the current state of UP/DOWN/DRAINING),
-//!   `gantry_upstream_connections`;
+//!   `gantry_upstream_connections`, `gantry_health_checks_total`,
+//!   `gantry_health_check_failures_total`;
 //! - `gantry_provider_*`: refreshes, failures, duration, tasks, last success, and AWS
 //!   API calls and errors by operation;
 //! - `gantry_routers`, `gantry_services` by status, `gantry_config_errors`,
@@ -136,7 +137,13 @@ impl Collector for Scrape {
 
         let mut health = Vec::new();
         let mut connections = Vec::new();
+        let mut checks = Vec::new();
+        let mut check_failures = Vec::new();
         for (labels, e) in &servers {
+            if let Some(c) = e.check() {
+                checks.push((labels.clone(), c.checks()));
+                check_failures.push((labels.clone(), c.failures()));
+            }
             let (now, _) = e.health();
             for (state, h) in [
                 ("UP", Health::Up),
@@ -160,6 +167,19 @@ impl Collector for Scrape {
             "gantry_upstream_connections",
             "Open HTTP/2 connections to the server (h2c servers share one)",
             connections,
+        )?;
+
+        counters(
+            &mut enc,
+            "gantry_health_checks",
+            "Active health checks run against the server",
+            checks,
+        )?;
+        counters(
+            &mut enc,
+            "gantry_health_check_failures",
+            "Active health checks the server failed",
+            check_failures,
         )?;
 
         provider_families(&mut enc, shared)?;

@@ -8,10 +8,20 @@ use hyper_util::rt::TokioExecutor;
 
 /// GETs `path` from `base` (`http://addr`), with an `Authorization` value if given.
 pub async fn get(base: &str, path: &str, auth: Option<&str>) -> (StatusCode, HeaderMap, String) {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    get_with(base, path, &headers).await
+}
+
+/// GETs `path` from `base` with these request headers.
+pub async fn get_with(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = Request::get(format!("{base}{path}"));
-    if let Some(a) = auth {
-        req = req.header(http::header::AUTHORIZATION, a);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let res = client
         .request(req.body(Empty::new()).expect("request"))

@@ -124,6 +124,23 @@ impl Backend {
         Self::launch(name, addr, stats, Protocol::Grpc(routes)).await
     }
 
+    /// An Echo + RouteGuide backend that also serves the gRPC health protocol
+    /// (`grpc.health.v1.Health`, tonic-health's implementation); the reporter sets
+    /// what it answers (SERVING for "" at first).
+    pub async fn start_with_health(name: &str) -> (Backend, tonic_health::server::HealthReporter) {
+        let stats = Arc::new(Stats::default());
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let routes = server::demo_routes(name, stats.clone()).add_service(health);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let backend = Self::launch(name, addr, stats, Protocol::Grpc(routes))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start backend {name}: {e}"));
+        (backend, reporter)
+    }
+
     /// A plain HTTP/1.1 backend named `name` on a free port. Any request
     /// gets `200 OK` with body `name` and the response headers:
     /// * `x-backend: <name>`;

@@ -177,6 +177,38 @@ ports = [{port}]
     )
 }
 
+/// Unary Echo calls from `clients` concurrent clients (each on its own connection),
+/// `per_client` each, all expected to succeed: how many each backend answered.
+pub async fn calls_by_backend(
+    gw: &Gateway,
+    clients: usize,
+    per_client: usize,
+) -> std::collections::HashMap<String, u32> {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut c = gw.echo().await;
+        tasks.push(tokio::spawn(async move {
+            let mut by = std::collections::HashMap::<String, u32>::new();
+            for _ in 0..per_client {
+                let reply = c
+                    .unary(proto::echo::EchoRequest::default())
+                    .await
+                    .expect("call")
+                    .into_inner();
+                *by.entry(reply.backend).or_default() += 1;
+            }
+            by
+        }));
+    }
+    let mut total = std::collections::HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await.expect("client") {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    total
+}
+
 /// The rule routing the Echo test service.
 pub const ECHO_RULE: &str = "GRPCService(`gantry.test.Echo`)";
 

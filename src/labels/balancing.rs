@@ -1,0 +1,664 @@
+//! Load-balancer labels beyond the server: `strategy`, `hash.header`,
+//! `sticky.cookie.*` and `healthcheck.*`, under
+//! `<prefix>.http.services.<name>.loadbalancer.`.
+//!
+//! Names follow Traefik where it has them (`strategy=wrr|p2c`, `sticky.cookie.*`,
+//! `healthcheck.path|interval|timeout|mode`, with `mode=grpc` for the gRPC health
+//! protocol); gantry adds `hash.header`, `healthcheck.service|codes`, `mode=call` and the
+//! thresholds. Values are parsed here, once; the result is a [`LoadBalancer`] that must
+//! be equal across every task defining the service.
+
+use std::time::Duration;
+
+use crate::balance::codes::CodeSet;
+use crate::dynamic::{HealthCheck, HealthMode, LoadBalancer, StickyCookie, Strategy};
+
+use super::parse::{parse_bool, set, Problem, Value};
+
+/// The raw values of one task's balancing labels for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BalancingLabels {
+    strategy: Option<Value<Strategy>>,
+    hash_header: Option<Value<String>>,
+    sticky: Option<Value<bool>>,
+    cookie_name: Option<Value<String>>,
+    cookie_secure: Option<Value<bool>>,
+    cookie_http_only: Option<Value<bool>>,
+    cookie_same_site: Option<Value<String>>,
+    cookie_max_age: Option<Value<u64>>,
+    hc_mode: Option<Value<HealthMode>>,
+    hc_path: Option<Value<String>>,
+    hc_service: Option<Value<String>>,
+    hc_codes: Option<Value<CodeSet>>,
+    hc_interval: Option<Value<Duration>>,
+    hc_timeout: Option<Value<Duration>>,
+    hc_healthy: Option<Value<u32>>,
+    hc_unhealthy: Option<Value<u32>>,
+}
+
+/// Defaults of an active health check (ALB's are 30 s / 5 s / 5 / 2; gantry checks
+/// more often so a sick task is noticed in seconds).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_HEALTHY: u32 = 2;
+const DEFAULT_UNHEALTHY: u32 = 2;
+
+/// Whether the setting after `loadbalancer.` is one of this module's.
+pub(crate) fn is_balancing(rest: &[&str]) -> bool {
+    matches!(
+        rest.first(),
+        Some(&("strategy" | "hash" | "sticky" | "healthcheck"))
+    )
+}
+
+impl BalancingLabels {
+    /// Reads one label; `rest` is the lower-cased setting after `loadbalancer.`.
+    pub(crate) fn add(
+        &mut self,
+        key: &str,
+        rest: &[&str],
+        value: &str,
+        problems: &mut Vec<Problem>,
+    ) {
+        match rest {
+            ["strategy"] => set(&mut self.strategy, key, parse_strategy(value), problems),
+            ["hash", "header"] => set(&mut self.hash_header, key, parse_header(value), problems),
+            ["sticky", "cookie"] => set(&mut self.sticky, key, parse_bool(value), problems),
+            ["sticky", "cookie", "name"] => set(
+                &mut self.cookie_name,
+                key,
+                parse_cookie_name(value),
+                problems,
+            ),
+            ["sticky", "cookie", "secure"] => {
+                set(&mut self.cookie_secure, key, parse_bool(value), problems)
+            }
+            ["sticky", "cookie", "httponly"] => {
+                set(&mut self.cookie_http_only, key, parse_bool(value), problems)
+            }
+            ["sticky", "cookie", "samesite"] => set(
+                &mut self.cookie_same_site,
+                key,
+                parse_same_site(value),
+                problems,
+            ),
+            ["sticky", "cookie", "maxage"] => set(
+                &mut self.cookie_max_age,
+                key,
+                parse_count(value).map(u64::from),
+                problems,
+            ),
+            ["healthcheck", "mode"] => set(&mut self.hc_mode, key, parse_mode(value), problems),
+            ["healthcheck", "path"] => set(&mut self.hc_path, key, parse_path(value), problems),
+            ["healthcheck", "service"] => set(
+                &mut self.hc_service,
+                key,
+                Ok(value.trim().to_string()),
+                problems,
+            ),
+            ["healthcheck", "codes"] => {
+                set(&mut self.hc_codes, key, CodeSet::parse(value), problems)
+            }
+            ["healthcheck", "interval"] => {
+                set(&mut self.hc_interval, key, parse_duration(value), problems)
+            }
+            ["healthcheck", "timeout"] => {
+                set(&mut self.hc_timeout, key, parse_duration(value), problems)
+            }
+            ["healthcheck", "healthythreshold"] => {
+                set(&mut self.hc_healthy, key, parse_threshold(value), problems)
+            }
+            ["healthcheck", "unhealthythreshold"] => set(
+                &mut self.hc_unhealthy,
+                key,
+                parse_threshold(value),
+                problems,
+            ),
+            _ => problems.push(Problem::at(
+                key,
+                format!(
+                    "unknown load balancer label {key:?} (strategy, hash.header, \
+                     sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
+                     healthcheck.{{mode,path,service,codes,interval,timeout,\
+                     healthythreshold,unhealthythreshold}})"
+                ),
+            )),
+        }
+    }
+}
+
+/// Takes a parsed value, reporting an invalid one.
+fn take<T>(slot: Option<Value<T>>, problems: &mut Vec<Problem>) -> Option<(T, Option<String>)> {
+    let v = slot?;
+    match v.parsed {
+        Ok(x) => Some((x, v.label)),
+        Err(message) => {
+            problems.push(Problem {
+                label: v.label,
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// The load balancer the labels describe; problems name the label at fault.
+pub(crate) fn resolve(
+    service: &str,
+    labels: BalancingLabels,
+    problems: &mut Vec<Problem>,
+) -> LoadBalancer {
+    let strategy = take(labels.strategy, problems);
+    let hash = take(labels.hash_header, problems);
+    let sticky_label = labels.sticky.as_ref().and_then(|v| v.label.clone());
+    let cookie_fields = [
+        labels.cookie_name.is_some(),
+        labels.cookie_secure.is_some(),
+        labels.cookie_http_only.is_some(),
+        labels.cookie_same_site.is_some(),
+        labels.cookie_max_age.is_some(),
+    ];
+    let sticky_on = match take(labels.sticky, problems) {
+        Some((on, _)) => on,
+        // Traefik: setting any cookie option turns stickiness on.
+        None => cookie_fields.iter().any(|x| *x),
+    };
+    let cookie = StickyCookie {
+        name: take(labels.cookie_name, problems)
+            .map_or_else(|| default_cookie(service), |(n, _)| n),
+        secure: take(labels.cookie_secure, problems).is_some_and(|(b, _)| b),
+        http_only: take(labels.cookie_http_only, problems).is_some_and(|(b, _)| b),
+        same_site: take(labels.cookie_same_site, problems).map(|(s, _)| s),
+        max_age: take(labels.cookie_max_age, problems).map(|(s, _)| s),
+    };
+    let strategy = match (strategy, hash, sticky_on) {
+        (_, Some(_), true) => {
+            problems.push(Problem {
+                label: sticky_label,
+                message: "sticky cookies and hash.header are two ways to pin calls: pick one"
+                    .into(),
+            });
+            Strategy::Wrr
+        }
+        (Some((s, label)), Some((header, _)), false) if s != Strategy::Wrr => {
+            problems.push(Problem {
+                label,
+                message: format!(
+                    "strategy={} conflicts with hash.header={header} (hashing is the strategy)",
+                    s.name()
+                ),
+            });
+            Strategy::Wrr
+        }
+        (_, Some((header, _)), false) => Strategy::Hash { header },
+        (Some((Strategy::P2c, label)), None, true) => {
+            problems.push(Problem {
+                label,
+                message:
+                    "strategy=p2c cannot be sticky: sticky sessions pick the first server by wrr"
+                        .into(),
+            });
+            Strategy::Wrr
+        }
+        (_, None, true) => Strategy::Sticky { cookie },
+        (Some((s, _)), None, false) => s,
+        (None, None, false) => Strategy::Wrr,
+    };
+    LoadBalancer {
+        strategy,
+        health_check: health_check(
+            labels.hc_mode,
+            labels.hc_path,
+            labels.hc_service,
+            labels.hc_codes,
+            [labels.hc_interval, labels.hc_timeout],
+            [labels.hc_healthy, labels.hc_unhealthy],
+            problems,
+        ),
+    }
+}
+
+fn health_check(
+    mode: Option<Value<HealthMode>>,
+    path: Option<Value<String>>,
+    service: Option<Value<String>>,
+    codes: Option<Value<CodeSet>>,
+    [interval, timeout]: [Option<Value<Duration>>; 2],
+    [healthy, unhealthy]: [Option<Value<u32>>; 2],
+    problems: &mut Vec<Problem>,
+) -> Option<HealthCheck> {
+    let any = mode.is_some()
+        || path.is_some()
+        || service.is_some()
+        || codes.is_some()
+        || interval.is_some()
+        || timeout.is_some()
+        || healthy.is_some()
+        || unhealthy.is_some();
+    if !any {
+        return None;
+    }
+    let before = problems.len();
+    let mode_label = mode.as_ref().and_then(|v| v.label.clone());
+    let mode = take(mode, problems);
+    let path = take(path, problems);
+    let service = take(service, problems);
+    let codes = take(codes, problems);
+    let interval = take(interval, problems).map_or(DEFAULT_INTERVAL, |(d, _)| d);
+    let (timeout, timeout_label) =
+        take(timeout, problems).map_or((DEFAULT_TIMEOUT.min(interval), None), |(d, l)| (d, l));
+    let healthy = take(healthy, problems).map_or(DEFAULT_HEALTHY, |(n, _)| n);
+    let unhealthy = take(unhealthy, problems).map_or(DEFAULT_UNHEALTHY, |(n, _)| n);
+    // The mode, said or implied: a path means HTTP unless codes make it a call.
+    let mode = match (mode.map(|(m, _)| m), &path, &codes) {
+        (Some(m), _, _) => m,
+        (None, Some(_), Some(_)) => HealthMode::Call,
+        (None, Some(_), None) => HealthMode::Http,
+        (None, None, _) => HealthMode::Grpc,
+    };
+    let fail = |problems: &mut Vec<Problem>, label: Option<String>, message: String| {
+        problems.push(Problem { label, message });
+    };
+    let target = match mode {
+        HealthMode::Grpc => {
+            if let Some((_, label)) = &path {
+                fail(problems, label.clone(), "healthcheck.path is not used by mode=grpc (set healthcheck.service for a service name)".into());
+            }
+            service.map(|(s, _)| s).unwrap_or_default()
+        }
+        HealthMode::Http => match path {
+            Some((p, _)) => p,
+            None => {
+                fail(
+                    problems,
+                    mode_label.clone(),
+                    "healthcheck mode=http needs healthcheck.path".into(),
+                );
+                String::new()
+            }
+        },
+        HealthMode::Call => match path {
+            Some((p, label)) if is_method_path(&p) => {
+                let _ = label;
+                p
+            }
+            Some((p, label)) => {
+                fail(problems, label, format!("healthcheck mode=call needs a gRPC method path like /pkg.Service/Method, not {p:?}"));
+                String::new()
+            }
+            None => {
+                fail(
+                    problems,
+                    mode_label.clone(),
+                    "healthcheck mode=call needs healthcheck.path (/pkg.Service/Method)".into(),
+                );
+                String::new()
+            }
+        },
+    };
+    if mode != HealthMode::Call {
+        if let Some((_, label)) = &codes {
+            fail(
+                problems,
+                label.clone(),
+                "healthcheck.codes applies to mode=call only".into(),
+            );
+        }
+    }
+    if timeout > interval {
+        fail(
+            problems,
+            timeout_label,
+            format!("healthcheck.timeout {timeout:?} is longer than the interval {interval:?}"),
+        );
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(HealthCheck {
+        mode,
+        target,
+        codes: codes.map_or_else(|| CodeSet::default().to_string(), |(c, _)| c.to_string()),
+        interval_ms: interval.as_millis() as u64,
+        timeout_ms: timeout.as_millis() as u64,
+        healthy_threshold: healthy,
+        unhealthy_threshold: unhealthy,
+    })
+}
+
+/// What differs between two load balancers, for conflict messages.
+pub(crate) fn differences(a: &LoadBalancer, b: &LoadBalancer) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.strategy != b.strategy {
+        out.push(format!(
+            "strategy {} vs {}",
+            describe(&a.strategy),
+            describe(&b.strategy)
+        ));
+    }
+    if a.health_check != b.health_check {
+        out.push("healthcheck settings differ".to_string());
+    }
+    out
+}
+
+fn describe(s: &Strategy) -> String {
+    match s {
+        Strategy::Hash { header } => format!("hash({header})"),
+        Strategy::Sticky { cookie } => format!("sticky({})", cookie.name),
+        other => other.name().to_string(),
+    }
+}
+
+fn default_cookie(service: &str) -> String {
+    let cleaned: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("gantry_{cleaned}")
+}
+
+fn is_method_path(p: &str) -> bool {
+    matches!(
+        crate::telemetry::access_log::grpc_parts(p),
+        (Some(_), Some(_))
+    )
+}
+
+fn parse_strategy(v: &str) -> Result<Strategy, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "wrr" | "roundrobin" => Ok(Strategy::Wrr),
+        "p2c" => Ok(Strategy::P2c),
+        "hash" | "sticky" => Err(format!(
+            "{v:?}: set hash.header=<header> or sticky.cookie=true instead of strategy"
+        )),
+        _ => Err(format!("{v:?} is not a strategy (wrr, p2c)")),
+    }
+}
+
+fn parse_header(v: &str) -> Result<String, String> {
+    let v = v.trim().to_ascii_lowercase();
+    http::HeaderName::from_bytes(v.as_bytes())
+        .map(|_| v.clone())
+        .map_err(|_| format!("{v:?} is not a header or metadata name"))
+}
+
+fn parse_cookie_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!("{v:?} is not a cookie name"))
+    }
+}
+
+fn parse_same_site(v: &str) -> Result<String, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok("None".into()),
+        "lax" => Ok("Lax".into()),
+        "strict" => Ok("Strict".into()),
+        _ => Err(format!("{v:?} is not a SameSite value (none, lax, strict)")),
+    }
+}
+
+fn parse_mode(v: &str) -> Result<HealthMode, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "grpc" => Ok(HealthMode::Grpc),
+        "http" => Ok(HealthMode::Http),
+        "call" => Ok(HealthMode::Call),
+        _ => Err(format!(
+            "{v:?} is not a health check mode (grpc, http, call)"
+        )),
+    }
+}
+
+fn parse_path(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.starts_with('/')
+        && !v
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!("{v:?} is not a path (it must start with /)"))
+    }
+}
+
+fn parse_count(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{v:?} is not a whole number"))
+}
+
+fn parse_threshold(v: &str) -> Result<u32, String> {
+    match parse_count(v)? {
+        0 => Err("a threshold must be at least 1".into()),
+        n if n > 100 => Err(format!("{n} is too many consecutive checks (at most 100)")),
+        n => Ok(n),
+    }
+}
+
+/// A duration as Traefik writes them: Go syntax (`500ms`, `10s`, `1m30s`, `1h`), or a
+/// plain number of seconds. Between 10 ms and 1 hour.
+pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
+    let s = v.trim();
+    let bad = || format!("{v:?} is not a duration (like 500ms, 10s, 1m30s)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let total = if s.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(s.parse::<u64>().map_err(|_| bad())?)
+    } else {
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_digit() || *b == b'.')
+                .count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_alphabetic() || *b == 0xc2 || *b == 0xb5)
+                .count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let seconds = match unit {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            total += Duration::from_secs_f64(number * seconds);
+        }
+        total
+    };
+    if total < Duration::from_millis(10) || total > Duration::from_secs(3600) {
+        return Err(format!("{v:?} is out of range (10ms to 1h)"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lb(labels: &[(&str, &str)]) -> (LoadBalancer, Vec<Problem>) {
+        let mut b = BalancingLabels::default();
+        let mut problems = Vec::new();
+        for (k, v) in labels {
+            let rest: Vec<&str> = k.split('.').collect();
+            b.add(k, &rest, v, &mut problems);
+        }
+        let lb = resolve("rg", b, &mut problems);
+        (lb, problems)
+    }
+
+    #[test]
+    fn strategies() {
+        assert_eq!(lb(&[]).0.strategy, Strategy::Wrr);
+        assert_eq!(lb(&[("strategy", "P2C")]).0.strategy, Strategy::P2c);
+        assert_eq!(
+            lb(&[("hash.header", "X-Tenant-Id")]).0.strategy,
+            Strategy::Hash {
+                header: "x-tenant-id".into()
+            }
+        );
+        let (sticky, problems) = lb(&[
+            ("sticky.cookie.name", "rg_s"),
+            ("sticky.cookie.samesite", "lax"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        match sticky.strategy {
+            Strategy::Sticky { cookie } => {
+                assert_eq!(cookie.name, "rg_s");
+                assert_eq!(cookie.same_site.as_deref(), Some("Lax"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match lb(&[("sticky.cookie", "true")]).0.strategy {
+            Strategy::Sticky { cookie } => assert_eq!(cookie.name, "gantry_rg"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lb(&[("sticky.cookie", "false")]).0.strategy, Strategy::Wrr);
+    }
+
+    #[test]
+    fn bad_and_conflicting_values_name_their_label() {
+        for (labels, label, needle) in [
+            (vec![("strategy", "random")], "strategy", "not a strategy"),
+            (
+                vec![("hash.header", "bad header")],
+                "hash.header",
+                "not a header",
+            ),
+            (
+                vec![("strategy", "p2c"), ("hash.header", "x")],
+                "strategy",
+                "conflicts",
+            ),
+            (
+                vec![("sticky.cookie", "true"), ("hash.header", "x")],
+                "sticky.cookie",
+                "pick one",
+            ),
+            (
+                vec![("healthcheck.interval", "soon")],
+                "healthcheck.interval",
+                "not a duration",
+            ),
+            (
+                vec![
+                    ("healthcheck.codes", "0-99"),
+                    ("healthcheck.path", "/a.B/C"),
+                ],
+                "healthcheck.codes",
+                "0-16",
+            ),
+            (
+                vec![
+                    ("healthcheck.mode", "call"),
+                    ("healthcheck.path", "/healthz"),
+                ],
+                "healthcheck.path",
+                "method path",
+            ),
+            (
+                vec![("healthcheck.mode", "tcp")],
+                "healthcheck.mode",
+                "not a health check mode",
+            ),
+            (
+                vec![("healthcheck.healthythreshold", "0")],
+                "healthcheck.healthythreshold",
+                "at least 1",
+            ),
+            (
+                vec![
+                    ("healthcheck.interval", "1s"),
+                    ("healthcheck.timeout", "2s"),
+                ],
+                "healthcheck.timeout",
+                "longer",
+            ),
+            (
+                vec![("healthcheck.colour", "red")],
+                "healthcheck.colour",
+                "unknown load balancer label",
+            ),
+        ] {
+            let (_, problems) = lb(&labels);
+            let p = problems
+                .iter()
+                .find(|p| p.label.as_deref() == Some(label))
+                .unwrap_or_else(|| panic!("{labels:?}: no problem on {label}: {problems:?}"));
+            assert!(p.message.contains(needle), "{labels:?}: {}", p.message);
+        }
+    }
+
+    #[test]
+    fn health_checks_with_defaults_and_implied_modes() {
+        let (l, p) = lb(&[("healthcheck.service", "routeguide.RouteGuide")]);
+        assert!(p.is_empty(), "{p:?}");
+        let hc = l.health_check.unwrap();
+        assert_eq!(hc.mode, HealthMode::Grpc);
+        assert_eq!(hc.target, "routeguide.RouteGuide");
+        assert_eq!((hc.interval_ms, hc.timeout_ms), (5_000, 2_000));
+        assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (2, 2));
+
+        let (l, _) = lb(&[
+            ("healthcheck.path", "/healthz"),
+            ("healthcheck.interval", "500ms"),
+        ]);
+        let hc = l.health_check.unwrap();
+        assert_eq!(
+            (hc.mode, hc.target.as_str()),
+            (HealthMode::Http, "/healthz")
+        );
+        assert_eq!((hc.interval_ms, hc.timeout_ms), (500, 500));
+
+        let (l, p) = lb(&[
+            ("healthcheck.path", "/pkg.Svc/Ping"),
+            ("healthcheck.codes", "0, 12"),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        let hc = l.health_check.unwrap();
+        assert_eq!((hc.mode, hc.codes.as_str()), (HealthMode::Call, "0,12"));
+        assert!(lb(&[]).0.health_check.is_none());
+    }
+
+    #[test]
+    fn durations() {
+        for (v, ms) in [
+            ("10s", 10_000),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("2", 2_000),
+            ("1.5s", 1_500),
+            ("1h", 3_600_000),
+        ] {
+            assert_eq!(parse_duration(v).unwrap().as_millis(), ms, "{v}");
+        }
+        for v in ["", "s", "10", "-1s", "5ms", "2h", "10 s", "1x"] {
+            let bad = parse_duration(v);
+            assert!(bad.is_err() || v == "10", "{v}: {bad:?}");
+        }
+    }
+}
