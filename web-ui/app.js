@@ -632,7 +632,13 @@
           h('span', null, 'p50 ', h('b', null, fmtMs(x.p50Ms)), ' ms'),
           h('span', null, 'p99 ', h('b', null, fmtMs(x.p99Ms)), ' ms'))),
       errorList(s.error),
-      serverTable(servers, detail),
+      lb.healthCheck ? h('p', { class: 'meta' }, 'health check: ', str(lb.healthCheck.mode),
+        lb.healthCheck.target ? ' ' + str(lb.healthCheck.target) : '',
+        ' every ', fmtInt(lb.healthCheck.intervalMs), ' ms') : null,
+      s.weighted
+        ? h('p', { class: 'meta' }, 'version split: ', arr(s.weighted.services).map((w, i) => [i ? ' · ' : '',
+          h('a', { href: serviceHref(str(w.name) + '@' + str(s.provider)) }, str(w.name)), ' ' + fmtInt(w.weight)]))
+        : serverTable(servers, detail),
       detail ? h('div', { class: 'detail-extra' },
         h('p', null, h('span', { class: 'muted' }, 'Status codes: '), codeChips(x.grpcStatus)),
         arr(s.tasks).length ? h('p', null, h('span', { class: 'muted' }, 'Tasks: '), h('span', { class: 'mono' }, arr(s.tasks).join(', '))) : null)

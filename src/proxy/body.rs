@@ -15,6 +15,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::call::{Call, End};
+use super::deadline;
+use crate::telemetry::Outcome;
+use std::future::Future;
+use std::time::Instant;
 
 pin_project_lite::pin_project! {
     /// A response body.
@@ -24,6 +28,8 @@ pin_project_lite::pin_project! {
         // A router-made body, sent once.
         text: Option<Bytes>,
         call: Option<Call>,
+        // The client's deadline (`grpc-timeout`), while the response streams.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
@@ -34,6 +40,7 @@ impl ProxyBody {
             inner: None,
             text: None,
             call: None,
+            deadline: None,
         }
     }
 
@@ -43,12 +50,15 @@ impl ProxyBody {
             inner: None,
             text: Some(Bytes::from(text)),
             call: None,
+            deadline: None,
         }
     }
 
-    /// A server's body; the call ends with it.
-    pub fn upstream(body: Incoming, call: Call) -> ProxyBody {
-        let call = if body.is_end_stream() {
+    /// A server's body; the call ends with it, or at `deadline` (then with
+    /// DEADLINE_EXCEEDED trailers).
+    pub fn upstream(body: Incoming, call: Call, deadline: Option<Instant>) -> ProxyBody {
+        let done = body.is_end_stream();
+        let call = if done {
             // A trailers-only or empty response: the head was the whole answer.
             call.finish(End::Complete);
             None
@@ -59,6 +69,9 @@ impl ProxyBody {
             inner: Some(body),
             text: None,
             call,
+            deadline: deadline
+                .filter(|_| !done)
+                .map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
         }
     }
 }
@@ -77,6 +90,24 @@ impl Body for ProxyBody {
         };
         let mut inner = inner;
         let polled = inner.as_mut().poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(expired) = this
+                .deadline
+                .as_mut()
+                .map(|d| d.as_mut().poll(cx).is_ready())
+            {
+                if expired {
+                    // Stop reading the server (dropping its body cancels its stream)
+                    // and end the client's response with the verdict.
+                    this.inner.set(None);
+                    *this.deadline = None;
+                    if let Some(call) = this.call.take() {
+                        call.fail(Outcome::Grpc(4));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::trailers(deadline::exceeded_trailers()))));
+                }
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

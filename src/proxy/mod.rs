@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod call;
+mod deadline;
 mod entrypoint;
 mod headers;
 pub mod respond;
@@ -71,6 +72,11 @@ impl ConnService {
     async fn forward(self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let grpc = is_grpc(req.headers());
+        let deadline = if grpc {
+            deadline::grpc_timeout(req.headers()).and_then(|t| started.checked_add(t))
+        } else {
+            None
+        };
         let mut log = self.log_context(&req);
         let mut scopes = Scopes {
             entrypoint: self.stats.clone(),
@@ -133,7 +139,24 @@ impl ConnService {
         let mut endpoint = endpoint;
         let mut retried = false;
         loop {
-            let e = match endpoint.upstream().send(req).await {
+            let sent = match deadline {
+                Some(at) => {
+                    match tokio::time::timeout_at(at.into(), endpoint.upstream().send(req)).await {
+                        Ok(sent) => sent,
+                        Err(_) => {
+                            // The server's stream is cancelled as the send is dropped.
+                            call.fail(Failure::Deadline.outcome(grpc).0);
+                            let msg = format!(
+                                "deadline exceeded: gantry ended the call after the client's grpc-timeout, waiting for server {} of service {service_name:?}",
+                                endpoint.address()
+                            );
+                            return failure(grpc, Failure::Deadline, &msg);
+                        }
+                    }
+                }
+                None => endpoint.upstream().send(req).await,
+            };
+            let e = match sent {
                 Ok(res) => {
                     endpoint.observe_reachable();
                     let (mut parts, body) = res.into_parts();
@@ -142,7 +165,8 @@ impl ConnService {
                         parts.headers.append(http::header::SET_COOKIE, cookie);
                     }
                     call.respond(parts.status, &parts.headers);
-                    return Response::from_parts(parts, ProxyBody::upstream(body, call));
+                    let body = ProxyBody::upstream(body, call, deadline);
+                    return Response::from_parts(parts, body);
                 }
                 Err(e) => e,
             };
