@@ -618,4 +618,36 @@ level = "debug"
             }
         }
     }
+
+    #[test]
+    fn api_credentials_are_checked_and_never_printed() {
+        let base = "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[providers.file]\npath = \"t.toml\"\n[api]\n[api.auth]\n";
+        let l = parse_ok(&format!(
+            "{base}token = \"t0ken\"\nuser = \"oncall\"\npassword = \"pw\"\n"
+        ));
+        let creds = l.api_auth.clone().expect("credentials");
+        assert_eq!(creds.token.as_deref(), Some("t0ken"));
+        assert_eq!(creds.basic, Some(("oncall".into(), "pw".into())));
+        let shown = format!("{:?} {:?}", l.config, creds);
+        assert!(
+            !shown.contains("t0ken") && !shown.contains("\"pw\""),
+            "{shown}"
+        );
+        for (body, needle) in [
+            ("", "api.auth: set token"),
+            ("token = \"\"\n", "api.auth.token: empty"),
+            ("token = \"a\"\ntoken_env = \"B\"\n", "not both"),
+            (
+                "token_env = \"GANTRY_TEST_SURELY_UNSET_VAR\"\n",
+                "api.auth.token_env",
+            ),
+            ("user = \"oncall\"\n", "api.auth.user: needs password"),
+            ("password = \"pw\"\n", "api.auth.password: needs user"),
+            ("user = \"a:b\"\npassword = \"pw\"\n", "without ':'"),
+            ("tokn = \"x\"\n", "tokn"),
+        ] {
+            let err = parse_err(&format!("{base}{body}"));
+            assert!(err.contains(needle), "{body:?}: {err}");
+        }
+    }
 }
