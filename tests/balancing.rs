@@ -6,7 +6,7 @@
 mod support;
 
 use support::proto::echo::EchoRequest;
-use support::{api, wait_until, Backend, Gateway, DEADLINE, ECHO_RULE};
+use support::{api, http_task, wait_until, Backend, Gateway, DEADLINE, ECHO_RULE};
 
 /// An h2c task of service `echo` with extra load-balancer labels.
 fn task(id: &str, backend: &Backend, extra: &[(&str, &str)]) -> String {
@@ -114,23 +114,12 @@ async fn hashing_keeps_each_key_on_one_server_and_moves_few_when_one_joins() {
 async fn sticky_cookie_keeps_a_client_on_its_server() {
     let a = Backend::start_http1("a").await;
     let b = Backend::start_http1("b").await;
-    let http_task = |id: &str, backend: &Backend| {
-        format!(
-            r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.web.rule" = "PathPrefix(`/`)"
-"traefik.http.services.web.loadbalancer.sticky.cookie.name" = "pin"
-"traefik.http.services.web.loadbalancer.sticky.cookie.httponly" = "true"
-"#,
-            port = backend.addr.port()
-        )
+    let sticky = "\"traefik.http.services.web.loadbalancer.sticky.cookie.name\" = \"pin\"\n\
+                  \"traefik.http.services.web.loadbalancer.sticky.cookie.httponly\" = \"true\"\n";
+    let task = |id: &str, backend: &Backend| {
+        http_task(id, backend.addr.port(), "web", "PathPrefix(`/`)", "") + sticky
     };
-    let gw = Gateway::start(&(http_task("a", &a) + &http_task("b", &b))).await;
+    let gw = Gateway::start(&(task("a", &a) + &task("b", &b))).await;
     let (status, headers, _) = api::get_with(&gw.url(), "/", &[]).await;
     assert_eq!(status, 200);
     let first = headers["x-backend"].to_str().unwrap().to_string();

@@ -8,23 +8,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::{Backend, Gateway};
-
-fn http_task(id: &str, port: u16, service: &str, rule: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-{extra}
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.{service}.rule" = "{rule}"
-"traefik.http.services.{service}.loadbalancer.server.scheme" = "http"
-"#
-    )
-}
+use support::{http_task, Backend, Gateway};
 
 /// Status, headers and body (as text) of a response.
 async fn read(res: http::Response<hyper::body::Incoming>) -> (StatusCode, http::HeaderMap, String) {

@@ -360,7 +360,7 @@ impl<'a> Snapshot<'a> {
                                 self.table
                                     .endpoints()
                                     .get(&EndpointKey::of(s))
-                                    .is_some_and(|e| e.health().0 == Health::Up)
+                                    .is_some_and(|e| e.is_available())
                             })
                         });
                 let status = match (enabled, service_up) {

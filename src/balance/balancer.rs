@@ -103,16 +103,6 @@ impl Balancer {
         self.wrr.endpoints()
     }
 
-    /// The strategy's name, for the API.
-    pub fn strategy(&self) -> &'static str {
-        match self.kind {
-            Kind::Wrr => "wrr",
-            Kind::P2c => "p2c",
-            Kind::Hash { .. } => "hash",
-            Kind::Sticky(_) => "sticky",
-        }
-    }
-
     /// Picks a server for a call with these request headers.
     pub fn select(&self, headers: &HeaderMap) -> Option<Pick<'_>> {
         let endpoints = self.endpoints();

@@ -245,11 +245,6 @@ impl Endpoint {
     pub fn requests(&self) -> u64 {
         self.stats.requests()
     }
-
-    /// Calls that ended in a server-side error.
-    pub fn failures(&self) -> u64 {
-        self.stats.errors()
-    }
 }
 
 fn lifecycle_name(l: Lifecycle) -> &'static str {

@@ -51,11 +51,6 @@ impl Split {
             .find(|&i| has_server(i))
             .or(Some(first))
     }
-
-    /// The services' table indices.
-    pub fn services(&self) -> &[usize] {
-        &self.services
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::balance::codes::CodeSet;
 use crate::dynamic::{HealthCheck, HealthMode, LoadBalancer, StickyCookie, Strategy};
 
 use super::parse::{parse_bool, set, Problem, Value};
+use super::resolve::take;
 
 /// The raw values of one task's balancing labels for one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,21 +124,6 @@ impl BalancingLabels {
                      healthythreshold,unhealthythreshold}})"
                 ),
             )),
-        }
-    }
-}
-
-/// Takes a parsed value, reporting an invalid one.
-fn take<T>(slot: Option<Value<T>>, problems: &mut Vec<Problem>) -> Option<(T, Option<String>)> {
-    let v = slot?;
-    match v.parsed {
-        Ok(x) => Some((x, v.label)),
-        Err(message) => {
-            problems.push(Problem {
-                label: v.label,
-                message,
-            });
-            None
         }
     }
 }

@@ -115,7 +115,10 @@ pub(crate) fn resolve(task: &Task, prefix: &str, labels: TaskLabels) -> TaskDefs
 }
 
 /// Takes the value of `slot` if it parsed, else reports why and returns `None`.
-fn take<T>(slot: Option<Value<T>>, problems: &mut Vec<Problem>) -> Option<(T, Option<String>)> {
+pub(crate) fn take<T>(
+    slot: Option<Value<T>>,
+    problems: &mut Vec<Problem>,
+) -> Option<(T, Option<String>)> {
     let value = slot?;
     match value.parsed {
         Ok(v) => Some((v, value.label)),

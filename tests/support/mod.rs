@@ -209,6 +209,25 @@ pub async fn calls_by_backend(
     total
 }
 
+/// A tasks-file entry for one plain HTTP/1.1 backend of service `service`, routed by
+/// `rule`; `extra` goes into the task (before its labels), and label lines may be
+/// appended to the result.
+pub fn http_task(id: &str, port: u16, service: &str, rule: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[task]]
+id = "{id}"
+ip = "127.0.0.1"
+ports = [{port}]
+{extra}
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.{service}.rule" = "{rule}"
+"traefik.http.services.{service}.loadbalancer.server.scheme" = "http"
+"#
+    )
+}
+
 /// The rule routing the Echo test service.
 pub const ECHO_RULE: &str = "GRPCService(`gantry.test.Echo`)";
 
