@@ -120,7 +120,15 @@ impl Feeds {
 /// Binds every socket, starts providers, the watcher, entrypoints and the API.
 pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let names = entrypoint_names(&loaded);
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(names.len())));
+    let zone = crate::node::zone(
+        loaded.config.node.zone.as_deref(),
+        std::env::var(crate::node::METADATA_ENV).ok().as_deref(),
+    )
+    .await;
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty_in_zone(
+        names.len(),
+        zone.map(Arc::from),
+    )));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let mut entrypoints = Vec::new();
@@ -196,6 +204,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     background.spawn(watcher.run());
 
     background.spawn(crate::balance::probe::run(table.clone()));
+    background.spawn(crate::balance::outlier::run(table.clone()));
     background.spawn(crate::balance::checks::run(
         table.clone(),
         progress_rx.clone(),

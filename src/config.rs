@@ -40,6 +40,40 @@ pub struct Config {
     /// JSON access logs; off unless the section is present.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// This gantry instance: its zone, how long it drains.
+    #[serde(default)]
+    pub node: NodeConfig,
+}
+
+/// This gantry instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Its availability zone, for zone affinity. When absent, read from the ECS task
+    /// metadata endpoint (v4) if gantry runs on ECS.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// How long calls in flight may run on after SIGTERM, and on a server that left
+    /// the routing table, before they are cut.
+    #[serde(default = "default_drain_seconds")]
+    pub drain_seconds: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            zone: None,
+            drain_seconds: default_drain_seconds(),
+        }
+    }
+}
+
+fn default_drain_seconds() -> u64 {
+    30
+}
+
+fn default_idle_timeout_seconds() -> u64 {
+    180
 }
 
 /// Where access log lines go.
@@ -56,6 +90,9 @@ pub struct AccessLogConfig {
 #[serde(deny_unknown_fields)]
 pub struct EntrypointConfig {
     pub address: SocketAddr,
+    /// A client connection with no call for this long is closed (GOAWAY); 0: never.
+    #[serde(default = "default_idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -346,6 +383,11 @@ impl Loaded {
     pub fn throttle(&self) -> Duration {
         Duration::from_millis(self.config.providers.throttle_ms)
     }
+
+    /// How long calls in flight may finish after SIGTERM or on a removed server.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.config.node.drain_seconds)
+    }
 }
 
 /// Reads and checks a config file.
@@ -390,6 +432,19 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<Loaded, String> {
 
 /// Checks that toml cannot express as types.
 fn validate(config: &Config) -> Result<(), String> {
+    if config.node.drain_seconds > 3600 {
+        return Err(format!(
+            "node.drain_seconds: {} is more than an hour (3600)",
+            config.node.drain_seconds
+        ));
+    }
+    if let Some(zone) = &config.node.zone {
+        if zone.trim().is_empty() || zone.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "node.zone: {zone:?} is not a zone name (like us-east-1a)"
+            ));
+        }
+    }
     if config.entrypoints.is_empty() {
         return Err("no [entrypoints.<name>] defined: gantry needs at least one".into());
     }

@@ -83,6 +83,81 @@ pub struct WeightedService {
 pub struct LoadBalancer {
     pub strategy: Strategy,
     pub health_check: Option<HealthCheck>,
+    /// Passive health: servers whose calls fail are ejected for a while.
+    pub outlier: OutlierDetection,
+    /// Prefer servers in gantry's own availability zone.
+    pub zone: Option<ZoneAffinity>,
+}
+
+/// Passive outlier detection (labels `S.outlier.*`). On by default: a server failing
+/// 5 calls in a row, or failing at least 10% of its calls over an interval while its
+/// peers fail less than half as often, is ejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    /// Failures in a row that eject a server (0: off).
+    pub consecutive: u32,
+    /// gRPC codes that count as failures, canonical (`14`). Resets, connection
+    /// failures and HTTP 502/503/504 always do.
+    pub codes: String,
+    /// Failure percentage over an interval that ejects a server (0: off).
+    pub failure_percent: u32,
+    /// Calls a server needs in an interval for its failure percentage to count.
+    pub min_requests: u32,
+    pub interval_ms: u64,
+    /// First ejection's length; each new one is longer by as much, up to the maximum.
+    pub ejection_ms: u64,
+    pub max_ejection_ms: u64,
+    /// Never more than this share of a service's servers ejected at once.
+    pub max_ejection_percent: u32,
+    /// A returning server's share of calls grows from 10% to all over this time.
+    pub slow_start_ms: u64,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> OutlierDetection {
+        OutlierDetection {
+            consecutive: 5,
+            codes: "14".to_string(),
+            failure_percent: 10,
+            min_requests: 20,
+            interval_ms: 2_000,
+            ejection_ms: 30_000,
+            max_ejection_ms: 300_000,
+            max_ejection_percent: 50,
+            slow_start_ms: 10_000,
+        }
+    }
+}
+
+impl OutlierDetection {
+    pub fn is_enabled(&self) -> bool {
+        self.consecutive > 0 || self.failure_percent > 0
+    }
+}
+
+/// Zone affinity (labels `S.zone.*`): calls stay in gantry's availability zone while
+/// enough servers there are UP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneAffinity {
+    /// Percent of calls kept in the zone while it is healthy (the rest are balanced
+    /// over every zone).
+    pub share: u32,
+    /// Fewer UP servers in the zone than this: calls spill over to every zone.
+    pub min_servers: u32,
+    /// Fewer than this percent of the zone's servers UP: spill over too.
+    pub min_healthy_percent: u32,
+}
+
+impl Default for ZoneAffinity {
+    fn default() -> ZoneAffinity {
+        ZoneAffinity {
+            share: 100,
+            min_servers: 1,
+            min_healthy_percent: 50,
+        }
+    }
 }
 
 /// How a server is picked for each call.

@@ -13,6 +13,7 @@ pub mod balance;
 pub mod config;
 pub mod dynamic;
 pub mod labels;
+pub mod node;
 pub mod provider;
 pub mod proxy;
 pub mod rules;

@@ -61,12 +61,20 @@ pub struct RoutingTable {
     service_stats: HashMap<Arc<str>, Arc<CallStats>>,
     /// Services by name.
     service_index: HashMap<Arc<str>, usize>,
+    /// Gantry's own availability zone (zone affinity), carried from table to table.
+    zone: Option<Arc<str>>,
 }
 
 impl RoutingTable {
     /// A table that routes nothing (before the first configuration arrives).
     pub fn empty(entrypoints: usize) -> RoutingTable {
+        RoutingTable::empty_in_zone(entrypoints, None)
+    }
+
+    /// An empty table for a gantry in `zone`; every table compiled after it keeps it.
+    pub fn empty_in_zone(entrypoints: usize, zone: Option<Arc<str>>) -> RoutingTable {
         RoutingTable {
+            zone,
             config: Arc::new(DynamicConfig::default()),
             entrypoints: (0..entrypoints).map(|_| Box::default()).collect(),
             services: Box::default(),
@@ -94,7 +102,11 @@ impl RoutingTable {
                 continue;
             }
             let mut servers = Vec::with_capacity(svc.servers.len());
+            let mut local = Vec::with_capacity(svc.servers.len());
             for server in &svc.servers {
+                local.push(
+                    previous.zone.is_some() && server.zone.as_deref() == previous.zone.as_deref(),
+                );
                 let key = EndpointKey::of(server);
                 let ep = endpoints
                     .entry(key)
@@ -118,7 +130,12 @@ impl RoutingTable {
                 .map_or_else(Default::default, |s| s.retry.clone());
             services.push(ServiceEntry {
                 name,
-                balancer: Balancer::new(servers, &svc.load_balancer.strategy),
+                balancer: match (&svc.load_balancer.zone, &previous.zone) {
+                    (Some(affinity), Some(_)) => {
+                        Balancer::in_zone(servers, &svc.load_balancer.strategy, affinity, &local)
+                    }
+                    _ => Balancer::new(servers, &svc.load_balancer.strategy),
+                },
                 split: None,
                 stats,
                 retry,
@@ -189,7 +206,13 @@ impl RoutingTable {
             router_stats,
             service_stats,
             service_index: by_name,
+            zone: previous.zone.clone(),
         }
+    }
+
+    /// Gantry's own availability zone, when known.
+    pub fn zone(&self) -> Option<&Arc<str>> {
+        self.zone.as_ref()
     }
 
     /// The first route of the entrypoint that matches the request.

@@ -249,6 +249,9 @@ impl Echo for EchoService {
         if req.fail_code != 0 {
             return Err(echoed.fail_early(req.fail_code, &req.fail_message));
         }
+        if self.stats.next_unary_fails() {
+            return Err(echoed.fail_early(14, "this server is made to fail"));
+        }
         Ok(echoed.respond(answer(&self.name, req, headers, 1)))
     }
 

@@ -28,6 +28,10 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Extra milliseconds every unary call waits before answering (a slow server).
     pub unary_delay_ms: AtomicU64,
+    /// Every n-th unary call answers UNAVAILABLE (0: none; a sick server).
+    pub fail_every: AtomicU64,
+    /// Unary calls answered so far (for `fail_every`).
+    pub unary_calls: AtomicU64,
 }
 
 impl Stats {
@@ -59,6 +63,18 @@ impl Stats {
     /// Makes every unary call wait `ms` more (0: back to normal).
     pub fn set_unary_delay(&self, ms: u64) {
         self.unary_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Makes every n-th unary call fail with UNAVAILABLE (0: none).
+    pub fn set_fail_every(&self, n: u64) {
+        self.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether this unary call is one `fail_every` makes fail.
+    pub fn next_unary_fails(&self) -> bool {
+        let n = self.unary_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let every = self.fail_every.load(Ordering::SeqCst);
+        every != 0 && n % every == 0
     }
 
     /// TCP connections accepted so far.

@@ -69,6 +69,8 @@ pub struct ServerView {
     pub health_reason: Option<String>,
     pub platform_health: &'static str,
     pub connected: bool,
+    /// Times passive outlier detection ejected it.
+    pub ejections: u64,
     #[serde(flatten)]
     pub stats: StatsView,
 }
@@ -79,6 +81,8 @@ pub struct LoadBalancerView {
     pub servers: Vec<ServerView>,
     pub strategy: &'static str,
     pub health_check: Option<crate::dynamic::HealthCheck>,
+    pub outlier: crate::dynamic::OutlierDetection,
+    pub zone_affinity: Option<crate::dynamic::ZoneAffinity>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -200,6 +204,8 @@ pub struct Overview {
     pub errors: usize,
     pub generation: u64,
     pub version: &'static str,
+    /// Gantry's own availability zone (zone affinity), when known.
+    pub zone: Option<String>,
     pub features: Features,
     pub stats: StatsView,
 }
@@ -258,6 +264,7 @@ impl<'a> Snapshot<'a> {
                 TaskHealth::Unknown => "UNKNOWN",
             },
             connected: endpoint.is_some_and(|e| e.upstream().is_connected()),
+            ejections: endpoint.map_or(0, |e| e.outlier().ejections()),
             stats: endpoint.map_or_else(StatsView::default, |e| StatsView::of(e.stats(), self.now)),
         }
     }
@@ -303,6 +310,8 @@ impl<'a> Snapshot<'a> {
                         servers,
                         strategy: svc.load_balancer.strategy.name(),
                         health_check: svc.load_balancer.health_check.clone(),
+                        outlier: svc.load_balancer.outlier.clone(),
+                        zone_affinity: svc.load_balancer.zone.clone(),
                     },
                     weighted: split.then(|| WeightedView {
                         services: svc.weighted.clone(),
@@ -460,6 +469,7 @@ impl<'a> Snapshot<'a> {
             errors: self.config().errors.len(),
             generation: self.shared.progress.borrow().tables,
             version: env!("CARGO_PKG_VERSION"),
+            zone: self.table.zone().map(|z| z.to_string()),
             features: Features {
                 metrics: "prometheus",
                 access_log: self.shared.access_log.is_some(),
@@ -566,6 +576,8 @@ pub mod samples {
                 servers: vec![ServerView::default()],
                 strategy: "wrr",
                 health_check: None,
+                outlier: Default::default(),
+                zone_affinity: Some(Default::default()),
             },
             ..Default::default()
         }

@@ -13,6 +13,7 @@
 //!   its server (a hash of the server's identity, not its address); later calls with the
 //!   cookie go there while it is available, else elsewhere with a new cookie.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use super::p2c::{self, Candidate};
 use super::ring::{hash_bytes, Ring};
 use super::wrr::Wrr;
 use super::Endpoint;
-use crate::dynamic::{StickyCookie, Strategy};
+use crate::dynamic::{StickyCookie, Strategy, ZoneAffinity};
 
 /// The server picked for a call.
 #[derive(Debug)]
@@ -39,6 +40,39 @@ pub struct Balancer {
     /// The servers with their weights (p2c's candidates).
     weighted: Box<[Weighted]>,
     kind: Kind,
+    /// Zone affinity: the same strategy over the servers in gantry's zone.
+    zone: Option<Box<Zone>>,
+}
+
+/// The local part of a service with zone affinity.
+#[derive(Debug)]
+struct Zone {
+    local: Balancer,
+    /// Percent of calls kept local while the zone is healthy.
+    share: u32,
+    /// Local servers UP needed to keep calls local.
+    needed: usize,
+    calls: AtomicU64,
+}
+
+impl Zone {
+    /// Enough local servers are UP.
+    fn healthy(&self) -> bool {
+        let mut up = 0;
+        for e in self.local.endpoints() {
+            up += usize::from(e.is_available());
+            if up >= self.needed {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// This call stays local (spreading the non-local share evenly over calls).
+    fn keep(&self) -> bool {
+        self.share >= 100
+            || (self.calls.fetch_add(1, Ordering::Relaxed) % 100) < u64::from(self.share)
+    }
 }
 
 #[derive(Debug)]
@@ -96,7 +130,38 @@ impl Balancer {
             wrr: Wrr::new(servers),
             weighted,
             kind,
+            zone: None,
         }
+    }
+
+    /// Like [`Balancer::new`], preferring the servers marked `local` (in gantry's
+    /// zone): `affinity.share` percent of calls go to them while at least
+    /// `min_servers` and `min_healthy_percent` of them are UP; otherwise, and for the
+    /// rest, every server is a candidate.
+    pub fn in_zone(
+        servers: Vec<(Arc<Endpoint>, u32)>,
+        strategy: &Strategy,
+        affinity: &ZoneAffinity,
+        local: &[bool],
+    ) -> Balancer {
+        let in_zone: Vec<(Arc<Endpoint>, u32)> = servers
+            .iter()
+            .zip(local.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, l)| **l)
+            .map(|(s, _)| s.clone())
+            .collect();
+        let count = in_zone.len();
+        let mut b = Balancer::new(servers, strategy);
+        if count > 0 {
+            let healthy = (count * affinity.min_healthy_percent.min(100) as usize).div_ceil(100);
+            b.zone = Some(Box::new(Zone {
+                local: Balancer::new(in_zone, strategy),
+                share: affinity.share.min(100),
+                needed: healthy.max(affinity.min_servers as usize).max(1),
+                calls: AtomicU64::new(0),
+            }));
+        }
+        b
     }
 
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
@@ -105,19 +170,29 @@ impl Balancer {
 
     /// Picks a server for a call with these request headers.
     pub fn select(&self, headers: &HeaderMap) -> Option<Pick<'_>> {
+        if let Some(zone) = &self.zone {
+            if zone.healthy() && zone.keep() {
+                if let Some(pick) = zone.local.select(headers) {
+                    if pick.endpoint.is_available() {
+                        return Some(pick);
+                    }
+                }
+            }
+        }
         let endpoints = self.endpoints();
         let plain = |e| Pick {
             endpoint: e,
             set_cookie: None,
         };
         match &self.kind {
-            Kind::Wrr => self.wrr.select().map(plain),
+            Kind::Wrr => admit(self.wrr.select(), || self.wrr.select()).map(plain),
             Kind::P2c => {
-                match p2c::pick(&self.weighted, &mut rand::rng()) {
-                    Some(i) => endpoints.get(i).map(plain),
+                let pick = || match p2c::pick(&self.weighted, &mut rand::rng()) {
+                    Some(i) => endpoints.get(i),
                     // Nothing available: round robin has the last resort.
-                    None => self.wrr.select().map(plain),
-                }
+                    None => self.wrr.select(),
+                };
+                admit(pick(), pick).map(plain)
             }
             Kind::Hash { header, ring } => {
                 let key = headers.get(header).map(|v| hash_bytes(v.as_bytes()));
@@ -144,6 +219,21 @@ impl Balancer {
             }
         }
     }
+}
+
+/// A slow-starting server (back from an outlier ejection) takes only its growing
+/// share of the calls it is picked for; the others are picked again, once.
+/// (Hashing and sticky sessions keep their keys: a pinned call is not moved.)
+fn admit<'a>(
+    first: Option<&'a Arc<Endpoint>>,
+    again: impl FnOnce() -> Option<&'a Arc<Endpoint>>,
+) -> Option<&'a Arc<Endpoint>> {
+    let e = first?;
+    let share = e.outlier().admit_permille();
+    if share >= 1000 || rand::random_range(0..1000) < share {
+        return Some(e);
+    }
+    again().or(Some(e))
 }
 
 /// A server as p2c sees it; built once per table, so a pick allocates nothing.

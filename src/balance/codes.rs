@@ -70,6 +70,11 @@ impl CodeSet {
         Ok(CodeSet(bits))
     }
 
+    /// The set as bits (bit `n` for code `n`).
+    pub fn bits(&self) -> u32 {
+        self.0
+    }
+
     /// Whether `code` is in the set (codes above 16 never are).
     pub fn contains(&self, code: u8) -> bool {
         code <= MAX_CODE && self.0 & (1 << code) != 0

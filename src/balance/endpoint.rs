@@ -14,6 +14,7 @@ use arc_swap::ArcSwapOption;
 
 use super::ewma::PeakEwma;
 use super::health::HealthState;
+use super::outlier::OutlierState;
 
 use crate::dynamic::{Scheme, Server};
 use crate::provider::{Lifecycle, TaskHealth};
@@ -70,6 +71,8 @@ pub struct Endpoint {
     latency: PeakEwma,
     /// The active health check's verdict, when the service has one.
     check: ArcSwapOption<HealthState>,
+    /// Passive outlier detection (ejections, slow start).
+    outlier: OutlierState,
 }
 
 /// p2c's starting guess of a new server's latency, and how fast estimates forget.
@@ -94,6 +97,7 @@ impl Endpoint {
             stats: Arc::new(CallStats::default()),
             latency: PeakEwma::new(DEFAULT_RTT, RTT_DECAY),
             check: ArcSwapOption::empty(),
+            outlier: OutlierState::default(),
         }
     }
 
@@ -162,7 +166,21 @@ impl Endpoint {
 
     /// Whether new calls should be sent here.
     pub fn is_available(&self) -> bool {
-        self.platform_ok() && self.reachable.load(Ordering::Relaxed) && self.check_ok()
+        self.platform_ok()
+            && self.reachable.load(Ordering::Relaxed)
+            && self.check_ok()
+            && !self.outlier.is_ejected()
+    }
+
+    /// Passive outlier detection's state.
+    pub fn outlier(&self) -> &OutlierState {
+        &self.outlier
+    }
+
+    /// Counts a finished call (or a failed attempt) on this server.
+    pub fn finished(&self, outcome: crate::telemetry::Outcome, took: Duration) {
+        self.stats.finished(outcome, took);
+        self.outlier.observe(outcome, &self.display);
     }
 
     /// The active health check passes, or there is none.
@@ -224,6 +242,9 @@ impl Endpoint {
             let reason = check
                 .reason()
                 .unwrap_or_else(|| "health check failing".to_string());
+            return (Health::Down, Some(reason));
+        }
+        if let Some(reason) = self.outlier.reason() {
             return (Health::Down, Some(reason));
         }
         if !self.is_reachable() {

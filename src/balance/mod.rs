@@ -11,6 +11,7 @@ pub mod codes;
 mod endpoint;
 pub mod ewma;
 pub mod health;
+pub mod outlier;
 pub mod p2c;
 pub mod probe;
 pub mod retry;

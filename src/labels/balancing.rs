@@ -1,5 +1,5 @@
 //! Load-balancer labels beyond the server: `strategy`, `hash.header`,
-//! `sticky.cookie.*` and `healthcheck.*`, under
+//! `sticky.cookie.*`, `healthcheck.*`, `outlier.*` and `zone.*`, under
 //! `<prefix>.http.services.<name>.loadbalancer.`.
 //!
 //! Names follow Traefik where it has them (`strategy=wrr|p2c`, `sticky.cookie.*`,
@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use crate::balance::codes::CodeSet;
-use crate::dynamic::{HealthCheck, HealthMode, LoadBalancer, StickyCookie, Strategy};
+use crate::dynamic::{
+    HealthCheck, HealthMode, LoadBalancer, OutlierDetection, StickyCookie, Strategy, ZoneAffinity,
+};
 
 use super::parse::{parse_bool, set, Problem, Value};
 use super::resolve::take;
@@ -35,6 +37,32 @@ pub(crate) struct BalancingLabels {
     hc_timeout: Option<Value<Duration>>,
     hc_healthy: Option<Value<u32>>,
     hc_unhealthy: Option<Value<u32>>,
+    outlier: OutlierLabels,
+    zone: ZoneLabels,
+}
+
+/// `outlier.*`: passive outlier detection (on by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct OutlierLabels {
+    enabled: Option<Value<bool>>,
+    consecutive: Option<Value<u32>>,
+    codes: Option<Value<CodeSet>>,
+    failure_percent: Option<Value<u32>>,
+    min_requests: Option<Value<u32>>,
+    interval: Option<Value<Duration>>,
+    ejection: Option<Value<Duration>>,
+    max_ejection: Option<Value<Duration>>,
+    max_ejection_percent: Option<Value<u32>>,
+    slow_start: Option<Value<Duration>>,
+}
+
+/// `zone.*`: zone affinity (off unless set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ZoneLabels {
+    affinity: Option<Value<bool>>,
+    share: Option<Value<u32>>,
+    min_servers: Option<Value<u32>>,
+    min_healthy: Option<Value<u32>>,
 }
 
 /// Defaults of an active health check (ALB's are 30 s / 5 s / 5 / 2; gantry checks
@@ -48,7 +76,7 @@ const DEFAULT_UNHEALTHY: u32 = 2;
 pub(crate) fn is_balancing(rest: &[&str]) -> bool {
     matches!(
         rest.first(),
-        Some(&("strategy" | "hash" | "sticky" | "healthcheck"))
+        Some(&("strategy" | "hash" | "sticky" | "healthcheck" | "outlier" | "zone"))
     )
 }
 
@@ -115,17 +143,129 @@ impl BalancingLabels {
                 parse_threshold(value),
                 problems,
             ),
+            ["outlier", ..] | ["zone", ..] => self.add_passive(key, rest, value, problems),
             _ => problems.push(Problem::at(
                 key,
                 format!(
                     "unknown load balancer label {key:?} (strategy, hash.header, \
                      sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
                      healthcheck.{{mode,path,service,codes,interval,timeout,\
-                     healthythreshold,unhealthythreshold}})"
+                     healthythreshold,unhealthythreshold}}, outlier.*, zone.*)"
                 ),
             )),
         }
     }
+}
+
+impl BalancingLabels {
+    /// `outlier.*` and `zone.*`.
+    fn add_passive(&mut self, key: &str, rest: &[&str], value: &str, problems: &mut Vec<Problem>) {
+        let (o, z) = (&mut self.outlier, &mut self.zone);
+        match rest {
+            ["outlier"] => set(&mut o.enabled, key, parse_bool(value), problems),
+            ["outlier", "consecutive"] => {
+                set(&mut o.consecutive, key, parse_count(value), problems)
+            }
+            ["outlier", "codes"] => set(&mut o.codes, key, CodeSet::parse(value), problems),
+            ["outlier", "failurepercent"] => {
+                set(&mut o.failure_percent, key, parse_percent(value), problems)
+            }
+            ["outlier", "minrequests"] => {
+                set(&mut o.min_requests, key, parse_count(value), problems)
+            }
+            ["outlier", "interval"] => set(&mut o.interval, key, parse_duration(value), problems),
+            ["outlier", "ejection"] => set(&mut o.ejection, key, parse_duration(value), problems),
+            ["outlier", "maxejection"] => {
+                set(&mut o.max_ejection, key, parse_duration(value), problems)
+            }
+            ["outlier", "maxejectionpercent"] => set(
+                &mut o.max_ejection_percent,
+                key,
+                parse_percent(value),
+                problems,
+            ),
+            ["outlier", "slowstart"] => set(
+                &mut o.slow_start,
+                key,
+                parse_duration_or_zero(value),
+                problems,
+            ),
+            ["zone", "affinity"] => set(&mut z.affinity, key, parse_bool(value), problems),
+            ["zone", "share"] => set(&mut z.share, key, parse_percent(value), problems),
+            ["zone", "minservers"] => set(&mut z.min_servers, key, parse_count(value), problems),
+            ["zone", "minhealthypercent"] => {
+                set(&mut z.min_healthy, key, parse_percent(value), problems)
+            }
+            _ => problems.push(Problem::at(
+                key,
+                format!(
+                    "unknown load balancer label {key:?} (outlier[.consecutive|.codes|\
+                     .failurepercent|.minrequests|.interval|.ejection|.maxejection|\
+                     .maxejectionpercent|.slowstart], zone.affinity|.share|.minservers|\
+                     .minhealthypercent)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Outlier detection as the labels set it: defaults where silent, off with
+/// `outlier=false`.
+fn outlier(labels: OutlierLabels, problems: &mut Vec<Problem>) -> OutlierDetection {
+    let d = OutlierDetection::default();
+    let ms = |v: Option<(Duration, Option<String>)>, default: u64| {
+        v.map_or(default, |(d, _)| d.as_millis() as u64)
+    };
+    let enabled = take(labels.enabled, problems).is_none_or(|(on, _)| on);
+    let consecutive = take(labels.consecutive, problems).map_or(d.consecutive, |(n, _)| n);
+    let codes = take(labels.codes, problems).map_or(d.codes.clone(), |(c, _)| c.to_string());
+    let failure_percent =
+        take(labels.failure_percent, problems).map_or(d.failure_percent, |(n, _)| n);
+    let min_requests = take(labels.min_requests, problems).map_or(d.min_requests, |(n, _)| n);
+    let interval_ms = ms(take(labels.interval, problems), d.interval_ms);
+    let ejection_ms = ms(take(labels.ejection, problems), d.ejection_ms);
+    let max_label = labels.max_ejection.as_ref().and_then(|v| v.label.clone());
+    let max_ejection_ms = ms(
+        take(labels.max_ejection, problems),
+        d.max_ejection_ms.max(ejection_ms),
+    );
+    if max_ejection_ms < ejection_ms {
+        problems.push(Problem {
+            label: max_label,
+            message: format!(
+                "outlier.maxejection ({max_ejection_ms} ms) is shorter than outlier.ejection ({ejection_ms} ms)"
+            ),
+        });
+    }
+    let max_ejection_percent =
+        take(labels.max_ejection_percent, problems).map_or(d.max_ejection_percent, |(n, _)| n);
+    let slow_start_ms = ms(take(labels.slow_start, problems), d.slow_start_ms);
+    OutlierDetection {
+        consecutive: if enabled { consecutive } else { 0 },
+        codes,
+        failure_percent: if enabled { failure_percent } else { 0 },
+        min_requests,
+        interval_ms,
+        ejection_ms,
+        max_ejection_ms,
+        max_ejection_percent,
+        slow_start_ms,
+    }
+}
+
+/// Zone affinity, if any label asks for it (setting any option turns it on).
+fn zone(labels: ZoneLabels, problems: &mut Vec<Problem>) -> Option<ZoneAffinity> {
+    let any_option =
+        labels.share.is_some() || labels.min_servers.is_some() || labels.min_healthy.is_some();
+    let on = take(labels.affinity, problems).map_or(any_option, |(on, _)| on);
+    let d = ZoneAffinity::default();
+    let z = ZoneAffinity {
+        share: take(labels.share, problems).map_or(d.share, |(n, _)| n),
+        min_servers: take(labels.min_servers, problems).map_or(d.min_servers, |(n, _)| n),
+        min_healthy_percent: take(labels.min_healthy, problems)
+            .map_or(d.min_healthy_percent, |(n, _)| n),
+    };
+    on.then_some(z)
 }
 
 /// The load balancer the labels describe; problems name the label at fault.
@@ -201,6 +341,8 @@ pub(crate) fn resolve(
             [labels.hc_healthy, labels.hc_unhealthy],
             problems,
         ),
+        outlier: outlier(labels.outlier, problems),
+        zone: zone(labels.zone, problems),
     }
 }
 
@@ -325,6 +467,12 @@ pub(crate) fn differences(a: &LoadBalancer, b: &LoadBalancer) -> Vec<String> {
     if a.health_check != b.health_check {
         out.push("healthcheck settings differ".to_string());
     }
+    if a.outlier != b.outlier {
+        out.push("outlier settings differ".to_string());
+    }
+    if a.zone != b.zone {
+        out.push("zone settings differ".to_string());
+    }
     out
 }
 
@@ -424,6 +572,21 @@ fn parse_count(v: &str) -> Result<u32, String> {
     v.trim()
         .parse::<u32>()
         .map_err(|_| format!("{v:?} is not a whole number"))
+}
+
+fn parse_percent(v: &str) -> Result<u32, String> {
+    match v.trim().trim_end_matches('%').trim().parse::<u32>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err(format!("{v:?} is not a percentage (0 to 100)")),
+    }
+}
+
+/// A duration, or `0` for none.
+fn parse_duration_or_zero(v: &str) -> Result<Duration, String> {
+    if matches!(v.trim(), "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(v)
 }
 
 fn parse_threshold(v: &str) -> Result<u32, String> {
@@ -646,5 +809,65 @@ mod tests {
             let bad = parse_duration(v);
             assert!(bad.is_err() || v == "10", "{v}: {bad:?}");
         }
+    }
+
+    #[test]
+    fn outlier_detection_defaults_options_and_off() {
+        let (l, p) = lb(&[]);
+        assert!(p.is_empty());
+        assert_eq!(l.outlier, OutlierDetection::default());
+        assert!(l.outlier.is_enabled());
+
+        let (l, p) = lb(&[
+            ("outlier.consecutive", "3"),
+            ("outlier.codes", "UNAVAILABLE, 13"),
+            ("outlier.failurepercent", "25%"),
+            ("outlier.interval", "1s"),
+            ("outlier.ejection", "10s"),
+            ("outlier.maxejection", "1m"),
+            ("outlier.maxejectionpercent", "30"),
+            ("outlier.slowstart", "0"),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        let o = l.outlier;
+        assert_eq!((o.consecutive, o.codes.as_str()), (3, "13,14"));
+        assert_eq!((o.failure_percent, o.interval_ms), (25, 1_000));
+        assert_eq!((o.ejection_ms, o.max_ejection_ms), (10_000, 60_000));
+        assert_eq!((o.max_ejection_percent, o.slow_start_ms), (30, 0));
+
+        assert!(!lb(&[("outlier", "false")]).0.outlier.is_enabled());
+
+        let (_, p) = lb(&[("outlier.failurepercent", "120")]);
+        assert_eq!(p[0].label.as_deref(), Some("outlier.failurepercent"));
+        let (_, p) = lb(&[("outlier.codes", "NOPE")]);
+        assert!(p[0].message.contains("not a gRPC status code"), "{p:?}");
+        let (_, p) = lb(&[("outlier.ejection", "1m"), ("outlier.maxejection", "10s")]);
+        assert_eq!(p[0].label.as_deref(), Some("outlier.maxejection"), "{p:?}");
+        let (_, p) = lb(&[("outlier.nope", "1")]);
+        assert!(
+            p[0].message.contains("unknown load balancer label"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn zone_affinity_on_by_any_option() {
+        assert_eq!(lb(&[]).0.zone, None);
+        assert_eq!(
+            lb(&[("zone.affinity", "true")]).0.zone,
+            Some(ZoneAffinity::default())
+        );
+        let (l, p) = lb(&[("zone.share", "90"), ("zone.minservers", "2")]);
+        assert!(p.is_empty(), "{p:?}");
+        let z = l.zone.unwrap();
+        assert_eq!((z.share, z.min_servers, z.min_healthy_percent), (90, 2, 50));
+        assert_eq!(
+            lb(&[("zone.affinity", "false"), ("zone.share", "90")])
+                .0
+                .zone,
+            None
+        );
+        let (_, p) = lb(&[("zone.minhealthypercent", "x")]);
+        assert_eq!(p[0].label.as_deref(), Some("zone.minhealthypercent"));
     }
 }

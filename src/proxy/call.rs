@@ -131,9 +131,7 @@ impl Call {
     /// Moves the call to another server after `failed` ended its attempt on this one
     /// (the attempt counts on the server it failed on; the call goes on).
     pub fn retarget(&mut self, endpoint: Arc<Endpoint>, failed: Outcome) {
-        self.endpoint
-            .stats()
-            .finished(failed, self.started.elapsed());
+        self.endpoint.finished(failed, self.started.elapsed());
         endpoint.stats().started();
         self.endpoint = endpoint;
     }
@@ -171,7 +169,7 @@ impl Call {
         for s in self.scopes.each() {
             s.finished(outcome, took);
         }
-        self.endpoint.stats().finished(outcome, took);
+        self.endpoint.finished(outcome, took);
         if let Some(ctx) = self.log.take() {
             write_log(
                 &ctx,

@@ -14,7 +14,7 @@
 //! - `gantry_{…}_requests_in_flight`;
 //! - `gantry_server_health{state}` (1 for the current state of UP/DOWN/DRAINING),
 //!   `gantry_upstream_connections`, `gantry_health_checks_total`,
-//!   `gantry_health_check_failures_total`;
+//!   `gantry_health_check_failures_total`, `gantry_outlier_ejections_total`;
 //! - `gantry_provider_*`: refreshes, failures, duration, tasks, last success, and AWS
 //!   API calls and errors by operation;
 //! - `gantry_routers`, `gantry_services` by status, `gantry_config_errors`,
@@ -139,7 +139,9 @@ impl Collector for Scrape {
         let mut connections = Vec::new();
         let mut checks = Vec::new();
         let mut check_failures = Vec::new();
+        let mut ejections = Vec::new();
         for (labels, e) in &servers {
+            ejections.push((labels.clone(), e.outlier().ejections()));
             if let Some(c) = e.check() {
                 checks.push((labels.clone(), c.checks()));
                 check_failures.push((labels.clone(), c.failures()));
@@ -180,6 +182,12 @@ impl Collector for Scrape {
             "gantry_health_check_failures",
             "Active health checks the server failed",
             check_failures,
+        )?;
+        counters(
+            &mut enc,
+            "gantry_outlier_ejections",
+            "Times passive outlier detection ejected the server",
+            ejections,
         )?;
 
         provider_families(&mut enc, shared)?;
