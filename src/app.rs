@@ -22,9 +22,6 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use crate::watcher::{self, Input, Progress, Watcher};
 
-/// How long calls in flight may take to finish at shutdown.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
-
 /// Why gantry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -125,9 +122,10 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         std::env::var(crate::node::METADATA_ENV).ok().as_deref(),
     )
     .await;
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty_in_zone(
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty_for(
         names.len(),
         zone.map(Arc::from),
+        loaded.drain(),
     )));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -135,13 +133,15 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let mut bound = Vec::new();
     let mut entrypoint_stats = Vec::new();
     for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
-        let e = proxy::bind(name, index, ep.address)
+        let mut e = proxy::bind(name, index, ep.address)
             .await
             .map_err(|source| StartError::Bind {
                 name: name.clone(),
                 addr: ep.address,
                 source,
             })?;
+        e.idle_timeout =
+            (ep.idle_timeout_seconds > 0).then(|| Duration::from_secs(ep.idle_timeout_seconds));
         let addr = e.local_addr().map_err(|source| StartError::Bind {
             name: name.clone(),
             addr: ep.address,
@@ -205,6 +205,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
 
     background.spawn(crate::balance::probe::run(table.clone()));
     background.spawn(crate::balance::outlier::run(table.clone()));
+    background.spawn(crate::balance::drain::run(table.clone()));
     background.spawn(crate::balance::checks::run(
         table.clone(),
         progress_rx.clone(),
@@ -225,7 +226,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         serving.spawn(e.serve(
             table.clone(),
             shutdown_rx.clone(),
-            DEFAULT_DRAIN,
+            loaded.drain(),
             access_log.clone(),
         ));
     }
@@ -328,6 +329,7 @@ impl Gantry {
 
 /// Runs gantry until SIGINT or SIGTERM.
 pub async fn run(loaded: Loaded) -> Result<(), StartError> {
+    let drain = loaded.drain();
     let gantry = start(loaded).await?;
     for (name, addr) in &gantry.shared.entrypoints {
         tracing::info!(entrypoint = %name, %addr, "listening");
@@ -340,7 +342,7 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     }
     wait_for_signal().await;
     tracing::info!("shutting down: draining calls in flight");
-    gantry.shutdown(DEFAULT_DRAIN).await;
+    gantry.shutdown(drain).await;
     Ok(())
 }
 

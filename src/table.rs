@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::balance::retry::RetryBudget;
 use crate::balance::{Balancer, Endpoint, EndpointKey, Split};
@@ -47,6 +48,17 @@ pub struct ServiceEntry {
     pub retry: Arc<RetryBudget>,
 }
 
+/// A server that left the table with calls still in flight: it gets no new calls;
+/// the calls it has may finish until `cut_at`, when its connection is closed.
+#[derive(Debug, Clone)]
+pub struct Draining {
+    pub endpoint: Arc<Endpoint>,
+    /// The services it was a server of (for the API).
+    pub services: Vec<Arc<str>>,
+    pub since: Instant,
+    pub cut_at: Instant,
+}
+
 /// Everything the request path needs, immutable.
 #[derive(Debug)]
 pub struct RoutingTable {
@@ -63,18 +75,25 @@ pub struct RoutingTable {
     service_index: HashMap<Arc<str>, usize>,
     /// Gantry's own availability zone (zone affinity), carried from table to table.
     zone: Option<Arc<str>>,
+    /// Servers gone from the configuration whose calls are finishing.
+    draining: Vec<Draining>,
+    /// How long they may take (carried from table to table).
+    drain: Duration,
 }
 
 impl RoutingTable {
     /// A table that routes nothing (before the first configuration arrives).
     pub fn empty(entrypoints: usize) -> RoutingTable {
-        RoutingTable::empty_in_zone(entrypoints, None)
+        RoutingTable::empty_for(entrypoints, None, DEFAULT_DRAIN)
     }
 
-    /// An empty table for a gantry in `zone`; every table compiled after it keeps it.
-    pub fn empty_in_zone(entrypoints: usize, zone: Option<Arc<str>>) -> RoutingTable {
+    /// An empty table for a gantry in `zone` that gives removed servers `drain` to
+    /// finish their calls; every table compiled after it keeps both.
+    pub fn empty_for(entrypoints: usize, zone: Option<Arc<str>>, drain: Duration) -> RoutingTable {
         RoutingTable {
             zone,
+            draining: Vec::new(),
+            drain,
             config: Arc::new(DynamicConfig::default()),
             entrypoints: (0..entrypoints).map(|_| Box::default()).collect(),
             services: Box::default(),
@@ -114,6 +133,14 @@ impl RoutingTable {
                         previous
                             .endpoints
                             .get(key)
+                            .or_else(|| {
+                                // Back before it finished draining: same connection.
+                                previous
+                                    .draining
+                                    .iter()
+                                    .map(|d| &d.endpoint)
+                                    .find(|e| e.key() == key)
+                            })
                             .cloned()
                             .unwrap_or_else(|| Arc::new(Endpoint::new(key.clone())))
                     })
@@ -202,12 +229,19 @@ impl RoutingTable {
             config,
             entrypoints: per_ep.into_iter().map(Vec::into_boxed_slice).collect(),
             services: services.into_boxed_slice(),
-            endpoints,
             router_stats,
             service_stats,
             service_index: by_name,
             zone: previous.zone.clone(),
+            draining: draining(previous, &endpoints),
+            drain: previous.drain,
+            endpoints,
         }
+    }
+
+    /// Servers gone from the configuration whose calls are still finishing.
+    pub fn draining(&self) -> &[Draining] {
+        &self.draining
     }
 
     /// Gantry's own availability zone, when known.
@@ -283,6 +317,41 @@ impl RoutingTable {
     pub fn routes(&self, entrypoint: usize) -> &[Route] {
         self.entrypoints.get(entrypoint).map_or(&[], |r| r)
     }
+}
+
+/// How long a removed server's calls may run on, unless configured.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// The servers of `previous` (in its table or already draining) that are not in
+/// `kept` and still have calls in flight.
+fn draining(previous: &RoutingTable, kept: &HashMap<EndpointKey, Arc<Endpoint>>) -> Vec<Draining> {
+    let now = Instant::now();
+    let mut out: Vec<Draining> = previous
+        .draining
+        .iter()
+        .filter(|d| !kept.contains_key(d.endpoint.key()) && d.endpoint.in_flight() > 0)
+        .cloned()
+        .collect();
+    for (key, endpoint) in &previous.endpoints {
+        if kept.contains_key(key) || endpoint.in_flight() == 0 {
+            continue;
+        }
+        let services = previous
+            .config
+            .services
+            .iter()
+            .filter(|(_, s)| s.servers.iter().any(|srv| EndpointKey::of(srv) == *key))
+            .map(|(name, _)| Arc::from(name.as_str()))
+            .collect();
+        tracing::info!(server = %endpoint.display(), calls = endpoint.in_flight(), "server removed: draining its calls");
+        out.push(Draining {
+            endpoint: endpoint.clone(),
+            services,
+            since: now,
+            cut_at: now + previous.drain,
+        });
+    }
+    out
 }
 
 fn carry(previous: &HashMap<Arc<str>, Arc<CallStats>>, name: &Arc<str>) -> Arc<CallStats> {

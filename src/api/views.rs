@@ -269,6 +269,36 @@ impl<'a> Snapshot<'a> {
         }
     }
 
+    /// Servers that left service `name`'s configuration and are finishing calls.
+    fn draining_servers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = ServerView> + 's {
+        self.table
+            .draining()
+            .iter()
+            .filter(move |d| d.services.iter().any(|s| &**s == name) && d.endpoint.in_flight() > 0)
+            .map(|d| {
+                let e = &d.endpoint;
+                let left = d
+                    .cut_at
+                    .saturating_duration_since(std::time::Instant::now());
+                ServerView {
+                    url: format!("{}://{}", e.scheme(), e.address()),
+                    weight: 0,
+                    task_id: e.key().task.clone(),
+                    zone: None,
+                    health: health_name(Health::Draining),
+                    health_reason: Some(format!(
+                        "removed from the configuration: {} call(s) finishing, cut in {}s",
+                        e.in_flight(),
+                        left.as_secs()
+                    )),
+                    platform_health: "UNKNOWN",
+                    connected: e.upstream().is_connected(),
+                    ejections: e.outlier().ejections(),
+                    stats: StatsView::of(e.stats(), self.now),
+                }
+            })
+    }
+
     pub fn services(&self) -> Vec<ServiceView> {
         let config = self.config();
         config
@@ -280,6 +310,7 @@ impl<'a> Snapshot<'a> {
                     .servers
                     .iter()
                     .map(|s| self.server(enabled, s))
+                    .chain(self.draining_servers(name))
                     .collect();
                 let server_status = servers.iter().map(|s| (s.url.clone(), s.health)).collect();
                 let split = !svc.weighted.is_empty();

@@ -8,6 +8,7 @@
 mod balancer;
 pub mod checks;
 pub mod codes;
+pub mod drain;
 mod endpoint;
 pub mod ewma;
 pub mod health;

@@ -30,6 +30,8 @@ pin_project_lite::pin_project! {
         call: Option<Call>,
         // The client's deadline (`grpc-timeout`), while the response streams.
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Keeps the client connection from idling out while the response streams.
+        active: Option<super::entrypoint::ActiveCall>,
     }
 }
 
@@ -41,6 +43,7 @@ impl ProxyBody {
             text: None,
             call: None,
             deadline: None,
+            active: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl ProxyBody {
             text: Some(Bytes::from(text)),
             call: None,
             deadline: None,
+            active: None,
         }
     }
 
@@ -72,7 +76,15 @@ impl ProxyBody {
             deadline: deadline
                 .filter(|_| !done)
                 .map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
+            active: None,
         }
+    }
+
+    /// Counts this response as a call open on its client connection until the body
+    /// is done (see the entrypoint's idle timeout).
+    pub(crate) fn hold(mut self, active: super::entrypoint::ActiveCall) -> ProxyBody {
+        self.active = Some(active);
+        self
     }
 }
 

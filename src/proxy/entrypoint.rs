@@ -5,14 +5,14 @@
 //! close after the current response) and waits for calls in flight, up to a limit.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{ConnService, SharedTable};
 use crate::telemetry::access_log::AccessLog;
@@ -28,7 +28,62 @@ pub struct Entrypoint {
     pub index: usize,
     /// Calls through this entrypoint, for the API and `/metrics`.
     pub stats: Arc<CallStats>,
+    /// A client connection with no call open for this long is closed (GOAWAY).
+    pub idle_timeout: Option<Duration>,
     listener: TcpListener,
+}
+
+/// The calls open on one client connection.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    calls: AtomicUsize,
+    /// Woken when the count leaves or reaches zero.
+    changed: Notify,
+}
+
+impl Activity {
+    /// Resolves once the connection has had no call open for `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.calls.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {
+                    if self.calls.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                }
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+/// One call open on a client connection, from its request to the end of its
+/// response body. Only the transitions to and from zero wake the idle timer.
+#[derive(Debug)]
+pub(crate) struct ActiveCall(Arc<Activity>);
+
+impl ActiveCall {
+    pub(crate) fn start(activity: &Arc<Activity>) -> ActiveCall {
+        if activity.calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            activity.changed.notify_waiters();
+        }
+        ActiveCall(activity.clone())
+    }
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        if self.0.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
 }
 
 /// Binds an entrypoint's address (so port 0 can be resolved before serving).
@@ -45,6 +100,7 @@ pub async fn bind(name: &str, index: usize, addr: SocketAddr) -> std::io::Result
         name: name.into(),
         index,
         stats: Arc::default(),
+        idle_timeout: None,
         listener,
     })
 }
@@ -77,7 +133,9 @@ impl Entrypoint {
             .keep_alive_interval(Duration::from_secs(60))
             .keep_alive_timeout(Duration::from_secs(20));
         let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
+        // Every connection task holds a clone; when all are gone, the drain is over.
+        let (live, mut all_closed) = mpsc::channel::<()>(1);
+        let idle_timeout = self.idle_timeout;
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -91,7 +149,9 @@ impl Entrypoint {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let activity = Arc::new(Activity::default());
                     let service = ConnService {
+                        activity: activity.clone(),
                         table: table.clone(),
                         entrypoint: self.index,
                         entrypoint_name: self.name.clone(),
@@ -101,23 +161,53 @@ impl Entrypoint {
                         proto: "http",
                     };
                     let builder = builder.clone();
-                    let watcher = graceful.watcher();
+                    let live = live.clone();
+                    let mut stop = shutdown.clone();
                     tokio::spawn(async move {
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%client, error = %e, "client connection ended with an error");
+                        tokio::pin!(conn);
+                        let mut closing = false;
+                        loop {
+                            tokio::select! {
+                                ended = conn.as_mut() => {
+                                    if let Err(e) = ended {
+                                        tracing::debug!(%client, error = %e, "client connection ended with an error");
+                                    }
+                                    break;
+                                }
+                                _ = stop.wait_for(|s| *s), if !closing => {
+                                    // GOAWAY (HTTP/2) or close after the response (HTTP/1).
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                                _ = idle(&activity, idle_timeout), if !closing => {
+                                    tracing::debug!(%client, "client connection idle: closing it");
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                            }
                         }
+                        drop(live);
                     });
                 }
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             }
         }
         drop(self.listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
+        drop(live);
+        if tokio::time::timeout(drain, all_closed.recv())
             .await
             .is_err()
         {
             tracing::warn!(entrypoint = %self.name, "drain timeout: closing connections with calls in flight");
         }
+    }
+}
+
+/// Resolves when the connection has been idle for `timeout`; never without one.
+async fn idle(activity: &Activity, timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => activity.idle(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct ConnService {
     client: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     proto: &'static str,
+    /// Calls open on this client connection (for its idle timeout).
+    activity: Arc<entrypoint::Activity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -64,7 +66,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.forward(req).await) })
+        let active = entrypoint::ActiveCall::start(&self.activity);
+        Box::pin(async move { Ok(this.forward(req).await.map(|body| body.hold(active))) })
     }
 }
 

@@ -102,6 +102,7 @@ impl Upstream {
             Scheme::H2c => Kind::H2(H2Pool {
                 addr,
                 current: ArcSwapOption::empty(),
+                socket: ArcSwapOption::empty(),
                 dialling: tokio::sync::Mutex::new(()),
             }),
             Scheme::Http => {
@@ -192,6 +193,20 @@ impl Upstream {
         }
     }
 
+    /// Closes the h2c connection at once, failing the streams still on it (a removed
+    /// server whose drain time is over). The next call dials again. HTTP/1.1
+    /// connections are left to finish: hyper's pool cannot close one in use.
+    pub fn cut(&self) {
+        if let Kind::H2(pool) = &self.kind {
+            pool.current.store(None);
+            if let Some(socket) = pool.socket.swap(None) {
+                // The connection's own reads and writes fail at once; every stream
+                // on it ends with an error.
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
     /// Whether an HTTP/2 connection is open now (for the API and tests).
     pub fn is_connected(&self) -> bool {
         match &self.kind {
@@ -204,6 +219,8 @@ impl Upstream {
 struct H2Pool {
     addr: SocketAddr,
     current: ArcSwapOption<http2::SendRequest<RequestBody>>,
+    /// A second handle on the current connection's socket, to shut it down.
+    socket: ArcSwapOption<std::net::TcpStream>,
     dialling: tokio::sync::Mutex<()>,
 }
 
@@ -217,8 +234,9 @@ impl H2Pool {
         if let Some(s) = self.open() {
             return Ok(s);
         }
-        let sender = self.dial().await?;
+        let (sender, socket) = self.dial().await?;
         self.current.store(Some(Arc::new(sender.clone())));
+        self.socket.store(socket.map(Arc::new));
         Ok(sender)
     }
 
@@ -230,7 +248,9 @@ impl H2Pool {
         }
     }
 
-    async fn dial(&self) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+    async fn dial(
+        &self,
+    ) -> Result<(http2::SendRequest<RequestBody>, Option<std::net::TcpStream>), UpstreamError> {
         let addr = self.addr;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -238,6 +258,8 @@ impl H2Pool {
             Err(_) => return Err(UpstreamError::ConnectTimeout { addr }),
         };
         let _ = stream.set_nodelay(true);
+        let (stream, socket) =
+            with_second_handle(stream).map_err(|source| UpstreamError::Connect { addr, source })?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -253,6 +275,17 @@ impl H2Pool {
             }
         });
         tracing::debug!(%addr, "upstream h2c connection open");
-        Ok(sender)
+        Ok((sender, socket))
     }
+}
+
+/// The stream, and a duplicate of its socket that can shut it down from outside
+/// (hyper owns the stream, and its connection task outlives any handle we hold).
+/// Out of descriptors, the stream alone.
+fn with_second_handle(
+    stream: TcpStream,
+) -> std::io::Result<(TcpStream, Option<std::net::TcpStream>)> {
+    let std = stream.into_std()?;
+    let second = std.try_clone().ok();
+    Ok((TcpStream::from_std(std)?, second))
 }
