@@ -43,11 +43,30 @@ pub struct Router {
     /// Entrypoint names; empty means every entrypoint.
     pub entry_points: Vec<String>,
     pub tls: bool,
+    /// Retries of calls a server has answered (labels `R.retry.*`): the router's
+    /// owner says its calls are idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RouterRetry>,
     pub provider: String,
     /// Ids of the tasks whose labels define this router.
     pub tasks: Vec<String>,
     pub status: Status,
     pub errors: Vec<String>,
+}
+
+/// How a router retries calls a server answered with a retryable failure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterRetry {
+    /// Attempts after the first (1 to 5).
+    pub attempts: u32,
+    /// gRPC codes answered in a trailers-only response that are retried, canonical
+    /// (`14`). Resets before any response are retried too; plain HTTP calls are
+    /// retried on 502/503/504 and only for GET, HEAD, OPTIONS, PUT and DELETE.
+    pub codes: String,
+    /// gRPC methods (`/pkg.Svc/Method`) or services (`/pkg.Svc/`) retried; empty:
+    /// every call of the router.
+    pub methods: Vec<String>,
 }
 
 /// A service: a load-balanced set of servers.

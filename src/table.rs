@@ -27,6 +27,8 @@ pub struct Route {
     pub stats: Arc<CallStats>,
     matcher: Matcher,
     service: usize,
+    /// Retries of answered calls, when the router asks for them.
+    pub retry: Option<Arc<crate::proxy::retry::RetryRule>>,
 }
 
 impl Route {
@@ -200,6 +202,10 @@ impl RoutingTable {
             let name: Arc<str> = name.as_str().into();
             let stats = carry(&previous.router_stats, &name);
             router_stats.insert(name.clone(), stats.clone());
+            let retry = router
+                .retry
+                .as_ref()
+                .map(|r| Arc::new(crate::proxy::retry::RetryRule::new(r)));
             for (i, ep_name) in entrypoints.iter().enumerate() {
                 if router.entry_points.is_empty() || router.entry_points.contains(ep_name) {
                     per_ep[i].push(Route {
@@ -208,6 +214,7 @@ impl RoutingTable {
                         stats: stats.clone(),
                         matcher: matcher.clone(),
                         service,
+                        retry: retry.clone(),
                     });
                 }
             }

@@ -123,6 +123,8 @@ pub struct RouterView {
     pub error: Vec<String>,
     pub provider: String,
     pub tls: bool,
+    /// Retries of answered calls (`retry.*` labels), when set.
+    pub retry: Option<crate::dynamic::RouterRetry>,
     pub tasks: Vec<String>,
     pub stats: StatsView,
 }
@@ -419,6 +421,7 @@ impl<'a> Snapshot<'a> {
                     error: r.errors.clone(),
                     provider: r.provider.clone(),
                     tls: r.tls,
+                    retry: r.retry.clone(),
                     tasks: r.tasks.clone(),
                     stats: self
                         .table

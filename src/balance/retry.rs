@@ -2,8 +2,9 @@
 //! floor per second so a quiet service can still retry (the budget of Finagle and
 //! linkerd: "deposit a fraction per request, withdraw one per retry").
 //!
-//! Only calls a server never saw are retried (see `proxy`), so a retry never runs a
-//! call twice; the budget keeps a failing cluster from turning each call into two.
+//! Calls a server never saw are retried, and answered calls only where their router
+//! says they are idempotent (see `proxy`); the budget keeps a failing cluster from
+//! turning each call into two.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;

@@ -285,6 +285,7 @@ impl Merger {
                     service: s.service,
                     entry_points: s.entry_points,
                     tls: s.tls,
+                    retry: s.retry,
                     provider: acc.origin.provider,
                     tasks,
                     status: Status::Enabled,
@@ -393,6 +394,9 @@ fn router_diff(a: &RouterSettings, origin: &Origin, b: &RouterSettings, task: &T
     }
     if a.tls != b.tls {
         parts.push(format!("tls {} vs {}", a.tls, b.tls));
+    }
+    if a.retry != b.retry {
+        parts.push("retry settings differ".to_string());
     }
     differently(origin, task, parts)
 }

@@ -68,6 +68,9 @@ pub(crate) struct RouterLabels {
     pub service: Option<Value<String>>,
     pub entry_points: Option<Value<Vec<String>>>,
     pub tls: Option<Value<bool>>,
+    pub retry_attempts: Option<Value<u32>>,
+    pub retry_codes: Option<Value<crate::balance::codes::CodeSet>>,
+    pub retry_methods: Option<Value<Vec<String>>>,
     /// Keys of Traefik `tls.*` options (`tls.certresolver`, `tls.options`,
     /// `tls.domains[n].main|sans`): each one implies `tls=true`. Their values are not
     /// used: certificates come from the entrypoint's static TLS configuration.
@@ -105,7 +108,8 @@ pub(crate) struct TaskLabels {
 }
 
 /// Settings a router label may name, for messages.
-const ROUTER_KEYS: &str = "rule, priority, service, entrypoints, tls";
+const ROUTER_KEYS: &str =
+    "rule, priority, service, entrypoints, tls, retry.attempts, retry.codes, retry.methods";
 /// Settings a service label may name, for messages.
 const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader, \
      strategy, hash.header, sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
@@ -191,6 +195,24 @@ fn router_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
             problems,
         ),
         ["tls"] => set(&mut router.tls, key, parse_bool(value), problems),
+        ["retry", "attempts"] => set(
+            &mut router.retry_attempts,
+            key,
+            parse_attempts(value),
+            problems,
+        ),
+        ["retry", "codes"] => set(
+            &mut router.retry_codes,
+            key,
+            crate::balance::codes::CodeSet::parse(value),
+            problems,
+        ),
+        ["retry", "methods"] => set(
+            &mut router.retry_methods,
+            key,
+            parse_methods(value),
+            problems,
+        ),
         ["tls", "certresolver" | "options"] => router.tls_options.push(key.to_string()),
         ["tls", domain, "main" | "sans"] if is_indexed(domain, "domains") => {
             router.tls_options.push(key.to_string())
@@ -377,6 +399,41 @@ pub(crate) fn parse_name(value: &str) -> Result<String, String> {
 
 /// Comma-separated entrypoint names, trimmed, none empty. Sorted and deduplicated: the
 /// order means nothing, and two tasks listing the same set must not conflict.
+/// Retry attempts after the first: 1 to 5 (more only multiplies load on a sick
+/// service).
+fn parse_attempts(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n @ 1..=5) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is not a number of retry attempts (1 to 5)"
+        )),
+    }
+}
+
+/// gRPC methods (`/pkg.Svc/Method`) or whole services (`/pkg.Svc/`), comma-separated.
+fn parse_methods(value: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for m in value.split(',') {
+        let m = m.trim();
+        let ok = m.len() > 2
+            && m.starts_with('/')
+            && m[1..].split('/').count() == 2
+            && !m[1..].starts_with('/')
+            && !m
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+        if !ok {
+            return Err(format!(
+                "{m:?} is not a gRPC method (/pkg.Service/Method) or service (/pkg.Service/)"
+            ));
+        }
+        out.push(m.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 pub(crate) fn parse_entry_points(value: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     for name in value.split(',') {
@@ -396,6 +453,28 @@ pub(crate) fn parse_entry_points(value: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_values() {
+        assert_eq!(parse_attempts("2"), Ok(2));
+        for bad in ["0", "6", "x", ""] {
+            assert!(parse_attempts(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_methods(" /pkg.Svc/Get, /pkg.Other/ ,/pkg.Svc/Get"),
+            Ok(vec!["/pkg.Other/".to_string(), "/pkg.Svc/Get".to_string()])
+        );
+        for bad in [
+            "pkg.Svc/Get",
+            "/",
+            "//x",
+            "/a/b/c",
+            "/pkg.Svc/Get,",
+            "/a b/c",
+        ] {
+            assert!(parse_methods(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn value_parsers() {

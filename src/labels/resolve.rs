@@ -23,6 +23,7 @@ pub(crate) struct RouterSettings {
     pub service: String,
     pub entry_points: Vec<String>,
     pub tls: bool,
+    pub retry: Option<crate::dynamic::RouterRetry>,
 }
 
 /// A service's settings that belong to the service rather than to one server: they
@@ -202,6 +203,21 @@ fn resolve_router(
         None => !labels.tls_options.is_empty(),
     };
 
+    let any_retry = labels.retry_attempts.is_some()
+        || labels.retry_codes.is_some()
+        || labels.retry_methods.is_some();
+    let attempts = take(labels.retry_attempts, &mut problems).map_or(1, |(n, _)| n);
+    let codes = take(labels.retry_codes, &mut problems)
+        .map_or_else(|| "14".to_string(), |(c, _)| c.to_string());
+    let methods = take(labels.retry_methods, &mut problems)
+        .map(|(m, _)| m)
+        .unwrap_or_default();
+    let retry = any_retry.then_some(crate::dynamic::RouterRetry {
+        attempts,
+        codes,
+        methods,
+    });
+
     RouterDef {
         name,
         settings: RouterSettings {
@@ -210,6 +226,7 @@ fn resolve_router(
             service,
             entry_points,
             tls,
+            retry,
         },
         rule_label,
         service_label,

@@ -670,7 +670,8 @@ fn routers() {
                  without them",
                 "error router \"r\" (task \"a\", label \"traefik.http.routers.r.rulez\"): \
                  unknown router label \"traefik.http.routers.r.rulez\" (router settings: rule, \
-                 priority, service, entrypoints, tls, tls.*)",
+                 priority, service, entrypoints, tls, retry.attempts, retry.codes, \
+                 retry.methods, tls.*)",
             ],
         },
         Case {

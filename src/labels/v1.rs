@@ -127,6 +127,7 @@ pub(crate) fn apply(task: &Task, v1: V1Labels, out: &mut TaskLabels) {
             tls: None,
             tls_options: Vec::new(),
             problems: Vec::new(),
+            ..RouterLabels::default()
         };
         merge_router(out.routers.entry(backend).or_default(), router);
     }

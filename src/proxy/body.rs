@@ -171,20 +171,47 @@ impl Body for ProxyBody {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A client's request body on its way to a server, counted for the access log
-    /// when that is on.
-    #[derive(Debug)]
-    pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        counted: Option<Arc<AtomicU64>>,
-    }
+/// A client's request body on its way to a server (counted for the access log when
+/// that is on, and kept for a retry when its router retries), or a kept body sent
+/// again.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    counted: Option<Arc<AtomicU64>>,
+    keep: Option<Arc<super::retry::Replay>>,
+    /// A replay: the kept data, then the kept trailers.
+    queued: std::collections::VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
 }
 
 impl RequestBody {
     pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> RequestBody {
-        RequestBody { inner, counted }
+        RequestBody {
+            inner: Some(inner),
+            counted,
+            keep: None,
+            queued: Default::default(),
+            trailers: None,
+        }
+    }
+
+    /// A body kept earlier, sent again.
+    pub fn replay(data: Vec<Bytes>, trailers: Option<http::HeaderMap>) -> RequestBody {
+        RequestBody {
+            inner: None,
+            counted: None,
+            keep: None,
+            queued: data.into(),
+            trailers,
+        }
+    }
+
+    /// Keeps every frame into `replay` as it streams.
+    pub(crate) fn keep_into(&mut self, replay: Arc<super::retry::Replay>) {
+        if self.inner.as_ref().is_some_and(|i| i.is_end_stream()) {
+            replay.complete();
+        }
+        self.keep = Some(replay);
     }
 }
 
@@ -196,21 +223,51 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let (Some(counted), Poll::Ready(Some(Ok(frame)))) = (this.counted.as_ref(), &polled) {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            if let Some(data) = this.queued.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(counted) = &this.counted {
+                    counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if let Some(keep) = &this.keep {
+                    keep.data(data);
+                }
+            } else if let (Some(keep), Some(t)) = (&this.keep, frame.trailers_ref()) {
+                keep.trailers(t);
+            }
+        }
+        if let Some(keep) = &this.keep {
+            // The last frame may come with the end of stream; hyper need not poll again.
+            if matches!(polled, Poll::Ready(None))
+                || (matches!(polled, Poll::Ready(Some(Ok(_)))) && inner.is_end_stream())
+            {
+                keep.complete();
             }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => self.queued.is_empty() && self.trailers.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => {
+                let n: usize = self.queued.iter().map(Bytes::len).sum();
+                SizeHint::with_exact(n as u64)
+            }
+        }
     }
 }

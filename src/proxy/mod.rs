@@ -13,6 +13,7 @@ mod deadline;
 mod entrypoint;
 mod headers;
 pub mod respond;
+pub mod retry;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -86,7 +87,7 @@ impl ConnService {
             route: None,
             service: None,
         };
-        let (endpoint, route_name, service_name, set_cookie) = {
+        let (endpoint, route_name, service_name, set_cookie, retry_rule) = {
             let table = self.table.load();
             let info = RequestInfo {
                 method: req.method(),
@@ -124,17 +125,26 @@ impl ConnService {
                 record_refused(started, &scopes, outcome, status, log);
                 return failure(grpc, Failure::NoServer, &msg);
             };
+            let retry_rule = route
+                .retry
+                .as_ref()
+                .filter(|r| r.applies(req.method(), req.uri().path(), grpc))
+                .cloned();
             (
                 pick.endpoint.clone(),
                 route.name.clone(),
                 service.name.clone(),
                 pick.set_cookie,
+                retry_rule,
             )
         };
         let bytes_in = log.as_ref().map(|ctx| ctx.bytes_in.clone());
         let mut call = Call::start(started, grpc, scopes, endpoint, log);
         let endpoint = call.endpoint().clone();
         let mut req = req.map(|body| RequestBody::new(body, bytes_in));
+        // Kept before `prepare` rewrites it for one server.
+        let kept = retry_rule.as_ref().map(|_| retry::Kept::keep(&mut req));
+        let mut attempts_left = retry_rule.as_ref().map_or(0, |r| r.attempts);
         if let Err(msg) = self.prepare(&mut req, &endpoint) {
             call.fail(Failure::Unreachable.outcome(grpc).0);
             return failure(grpc, Failure::Unreachable, &msg);
@@ -162,6 +172,24 @@ impl ConnService {
             let e = match sent {
                 Ok(res) => {
                     endpoint.observe_reachable();
+                    let answer = retry_rule.as_ref().and_then(|r| {
+                        let ended = http_body::Body::is_end_stream(res.body());
+                        r.retryable(grpc, res.status(), res.headers(), ended)
+                    });
+                    if let (Some(outcome), Some(kept)) = (answer, &kept) {
+                        if attempts_left > 0 {
+                            if let Some((next, again)) =
+                                self.replay_to(&service_name, &endpoint, kept)
+                            {
+                                tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), "retrying a call its router retries");
+                                attempts_left -= 1;
+                                call.retarget(next.clone(), outcome);
+                                endpoint = next;
+                                req = again;
+                                continue;
+                            }
+                        }
+                    }
                     let (mut parts, body) = res.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers, false);
                     if let Some(cookie) = set_cookie {
@@ -182,6 +210,18 @@ impl ConnService {
                     tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), error = %e.error, "retrying a call no server saw");
                     retried = true;
                     call.retarget(next.clone(), Failure::Unreachable.outcome(grpc).0);
+                    endpoint = next;
+                    req = again;
+                    continue;
+                }
+            }
+            // A call a server may have seen, reset before any answer: only if its
+            // router retries.
+            if let (true, Some(kept)) = (attempts_left > 0, &kept) {
+                if let Some((next, again)) = self.replay_to(&service_name, &endpoint, kept) {
+                    tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), error = %e.error, "retrying a failed call its router retries");
+                    attempts_left -= 1;
+                    call.retarget(next.clone(), crate::telemetry::Outcome::Reset);
                     endpoint = next;
                     req = again;
                     continue;
@@ -212,6 +252,32 @@ impl ConnService {
         let other =
             !Arc::ptr_eq(pick.endpoint, failed) && pick.endpoint.scheme() == failed.scheme();
         (other && service.retry.withdraw(Instant::now())).then(|| pick.endpoint.clone())
+    }
+
+    /// The server and request for another attempt of a call a server answered, if
+    /// its body was kept whole and the retry budget allows: another server when the
+    /// service has one UP, else the same one again.
+    fn replay_to(
+        &self,
+        service: &str,
+        failed: &Arc<Endpoint>,
+        kept: &retry::Kept,
+    ) -> Option<(Arc<Endpoint>, Request<RequestBody>)> {
+        let mut again = kept.again()?;
+        let table = self.table.load();
+        let entry = table.service_named(service)?;
+        let mut pick = entry.balancer.select(again.headers())?.endpoint.clone();
+        if Arc::ptr_eq(&pick, failed) {
+            // One more pick, for round robin to move on; a lone server is retried.
+            if let Some(other) = entry.balancer.select(again.headers()) {
+                pick = other.endpoint.clone();
+            }
+        }
+        if !entry.retry.withdraw(Instant::now()) {
+            return None;
+        }
+        self.prepare(&mut again, &pick).ok()?;
+        Some((pick, again))
     }
 
     /// What the access log needs of this request, when logging is on.
