@@ -380,7 +380,7 @@
       navCount('nav-routers', r.total, r.errors, r.warnings);
       navCount('nav-services', s.total, s.errors || sv.down, s.warnings || sv.draining);
       navCount('nav-errors', o.errors, o.errors, 0);
-      $('version').textContent = o.version ? 'v' + o.version : '';
+      $('version').textContent = (o.version ? 'v' + o.version : '') + (o.zone ? ' · ' + str(o.zone) : '');
       document.title = (sv.down ? '(' + sv.down + ' down) ' : '') + 'gantry — ' + (TITLES[S.route.view] || '');
     }
     $('banner').hidden = !S.failing;
@@ -569,7 +569,8 @@
       const svc = serviceRef(r.service, r.provider);
       body.appendChild(h('tr', { 'data-router': str(r.name), 'data-status': str(r.status), class: 'st-' + str(r.status) },
         h('td', null, statusBadge(r.status)),
-        h('td', { class: 'name' }, str(r.name), r.tls ? h('span', { class: 'tag', title: 'TLS' }, 'TLS') : null),
+        h('td', { class: 'name' }, str(r.name), r.tls ? h('span', { class: 'tag', title: 'TLS' }, 'TLS') : null,
+          r.retry ? h('span', { class: 'tag', title: 'retries answered calls: ' + fmtInt(r.retry.attempts) + ' more attempt(s)' }, 'retry') : null),
         h('td', { class: 'mono rule' }, str(r.rule)),
         h('td', null, svc ? h('a', { href: serviceHref(svc) }, svc) : DASH),
         h('td', null, arr(r.entryPoints).join(', ') || DASH),
@@ -635,6 +636,9 @@
       lb.healthCheck ? h('p', { class: 'meta' }, 'health check: ', str(lb.healthCheck.mode),
         lb.healthCheck.target ? ' ' + str(lb.healthCheck.target) : '',
         ' every ', fmtInt(lb.healthCheck.intervalMs), ' ms') : null,
+      lb.zoneAffinity ? h('p', { class: 'meta' }, 'zone affinity: ', fmtInt(lb.zoneAffinity.share),
+        '% of calls in gantry\'s zone while ≥ ', fmtInt(lb.zoneAffinity.minServers), ' and ≥ ',
+        fmtInt(lb.zoneAffinity.minHealthyPercent), '% of its servers are up') : null,
       s.weighted
         ? h('p', { class: 'meta' }, 'version split: ', arr(s.weighted.services).map((w, i) => [i ? ' · ' : '',
           h('a', { href: serviceHref(str(w.name) + '@' + str(s.provider)) }, str(w.name)), ' ' + fmtInt(w.weight)]))

@@ -226,8 +226,9 @@ impl OutlierState {
     }
 
     /// Puts the server under `group`'s detection, or takes it out of any (which ends
-    /// an ejection at once: the service no longer asks for one).
-    fn attach(&self, group: Option<Arc<Group>>) {
+    /// an ejection at once: the service no longer asks for one). The sweeper does
+    /// this as tables change; public for benchmarks.
+    pub fn attach(&self, group: Option<Arc<Group>>) {
         match &group {
             Some(g) => {
                 let mask = if g.settings.is_enabled() {
