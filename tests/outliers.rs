@@ -10,30 +10,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 use support::proto::echo::EchoRequest;
-use support::{api, wait_until, Backend, Gateway, DEADLINE, ECHO_RULE};
+use support::{api, wait_until, Backend, Gateway, DEADLINE};
 
 /// An h2c task of service `echo` with extra load-balancer labels.
 fn task(id: &str, backend: &Backend, extra: &[(&str, &str)]) -> String {
-    let mut t = format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "{rule}"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-"#,
-        port = backend.addr.port(),
-        rule = ECHO_RULE.replace('"', "\\\""),
-    );
-    for (k, v) in extra {
-        t.push_str(&format!(
-            "\"traefik.http.services.echo.loadbalancer.{k}\" = \"{v}\"\n"
-        ));
-    }
-    t
+    support::echo_task(id, backend, "", extra, &[])
 }
 
 /// The API's view of each server of `echo`, by task id.

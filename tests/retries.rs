@@ -6,30 +6,12 @@
 mod support;
 
 use support::proto::echo::EchoRequest;
-use support::{Backend, Gateway, ECHO_RULE};
+use support::{Backend, Gateway};
 
 /// A task of service `echo` (outlier detection off, so the sick server stays in),
 /// with extra router labels.
 fn task(id: &str, backend: &Backend, router: &[(&str, &str)]) -> String {
-    let mut t = format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "{rule}"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-"traefik.http.services.echo.loadbalancer.outlier" = "false"
-"#,
-        port = backend.addr.port(),
-        rule = ECHO_RULE.replace('"', "\\\""),
-    );
-    for (k, v) in router {
-        t.push_str(&format!("\"traefik.http.routers.echo.{k}\" = \"{v}\"\n"));
-    }
-    t
+    support::echo_task(id, backend, "", &[("outlier", "false")], router)
 }
 
 /// `n` unary calls with a 1,000-byte payload each; how many failed. Every answer

@@ -8,31 +8,11 @@ mod support;
 use std::collections::HashMap;
 
 use support::proto::echo::EchoRequest;
-use support::{api, wait_until, Backend, Gateway, DEADLINE, ECHO_RULE};
+use support::{api, wait_until, Backend, Gateway, DEADLINE};
 
-fn task(id: &str, backend: &Backend, zone: &str, health: &str, labels: &[(&str, &str)]) -> String {
-    let mut t = format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-zone = "{zone}"
-health = "{health}"
-ports = [{port}]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "{rule}"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-"#,
-        port = backend.addr.port(),
-        rule = ECHO_RULE.replace('"', "\\\""),
-    );
-    for (k, v) in labels {
-        t.push_str(&format!(
-            "\"traefik.http.services.echo.loadbalancer.{k}\" = \"{v}\"\n"
-        ));
-    }
-    t
+fn task(id: &str, backend: &Backend, zone: &str, health: &str, lb: &[(&str, &str)]) -> String {
+    let extra = format!("zone = \"{zone}\"\nhealth = \"{health}\"");
+    support::echo_task(id, backend, &extra, lb, &[])
 }
 
 /// `n` unary calls on one connection, all expected to succeed: calls per backend.

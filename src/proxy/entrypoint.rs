@@ -5,14 +5,14 @@
 //! close after the current response) and waits for calls in flight, up to a limit.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use super::{ConnService, SharedTable};
 use crate::telemetry::access_log::AccessLog;
@@ -33,56 +33,48 @@ pub struct Entrypoint {
     listener: TcpListener,
 }
 
-/// The calls open on one client connection.
+/// The calls on one client connection, in one word: calls open in the low 32 bits,
+/// and a count of calls starting and ending in the high 32 bits. One atomic add at
+/// each end of a call; the idle timer reads it once per period.
 #[derive(Debug, Default)]
-pub(crate) struct Activity {
-    calls: AtomicUsize,
-    /// Woken when the count leaves or reaches zero.
-    changed: Notify,
-}
+pub(crate) struct Activity(AtomicU64);
+
+const ONE_CALL: u64 = 1;
+const ONE_EVENT: u64 = 1 << 32;
+const OPEN: u64 = ONE_EVENT - 1;
 
 impl Activity {
-    /// Resolves once the connection has had no call open for `idle`.
+    /// Resolves once the connection has spent a whole `idle` period with no call
+    /// open, starting or ending (so it closes between `idle` and twice that after
+    /// its last call).
     async fn idle(&self, idle: Duration) {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.calls.load(Ordering::Acquire) > 0 {
-                changed.await;
-                continue;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(idle) => {
-                    if self.calls.load(Ordering::Acquire) == 0 {
-                        return;
-                    }
-                }
-                _ = changed => {}
+            let before = self.0.load(Ordering::Acquire);
+            tokio::time::sleep(idle).await;
+            let after = self.0.load(Ordering::Acquire);
+            if after == before && after & OPEN == 0 {
+                return;
             }
         }
     }
 }
 
 /// One call open on a client connection, from its request to the end of its
-/// response body. Only the transitions to and from zero wake the idle timer.
+/// response body.
 #[derive(Debug)]
 pub(crate) struct ActiveCall(Arc<Activity>);
 
 impl ActiveCall {
     pub(crate) fn start(activity: &Arc<Activity>) -> ActiveCall {
-        if activity.calls.fetch_add(1, Ordering::AcqRel) == 0 {
-            activity.changed.notify_waiters();
-        }
+        activity.0.fetch_add(ONE_EVENT + ONE_CALL, Ordering::AcqRel);
         ActiveCall(activity.clone())
     }
 }
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        if self.0.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.changed.notify_waiters();
-        }
+        // One more event, one call fewer (the count is at least 1: no borrow).
+        self.0 .0.fetch_add(ONE_EVENT - ONE_CALL, Ordering::AcqRel);
     }
 }
 

@@ -177,6 +177,43 @@ ports = [{port}]
     )
 }
 
+/// A tasks-file entry for one h2c backend of service `echo`, routed by
+/// [`ECHO_RULE`]: `extra` goes into the task before its labels (`zone = …`), `lb`
+/// are load-balancer labels (`strategy`, `outlier.interval`…) and `router` router
+/// labels (`retry.attempts`…).
+pub fn echo_task(
+    id: &str,
+    backend: &Backend,
+    extra: &str,
+    lb: &[(&str, &str)],
+    router: &[(&str, &str)],
+) -> String {
+    let mut t = format!(
+        r#"
+[[task]]
+id = "{id}"
+ip = "127.0.0.1"
+ports = [{port}]
+{extra}
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.echo.rule" = "{rule}"
+"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
+"#,
+        port = backend.addr.port(),
+        rule = ECHO_RULE.replace('"', "\\\""),
+    );
+    for (k, v) in lb {
+        t.push_str(&format!(
+            "\"traefik.http.services.echo.loadbalancer.{k}\" = \"{v}\"\n"
+        ));
+    }
+    for (k, v) in router {
+        t.push_str(&format!("\"traefik.http.routers.echo.{k}\" = \"{v}\"\n"));
+    }
+    t
+}
+
 /// Unary Echo calls from `clients` concurrent clients (each on its own connection),
 /// `per_client` each, all expected to succeed: how many each backend answered.
 pub async fn calls_by_backend(
