@@ -22,11 +22,32 @@ struct Args {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:50061")]
     addr: SocketAddr,
+    /// Serve on one thread (the benchmark's backends).
+    #[arg(long)]
+    single_thread: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    let runtime = if args.single_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(serve(args)),
+        Err(e) => {
+            eprintln!("backend: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> ExitCode {
     let listener = match TcpListener::bind(args.addr).await {
         Ok(listener) => listener,
         Err(e) => {

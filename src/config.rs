@@ -43,6 +43,18 @@ pub struct Config {
     /// This gantry instance: its zone, how long it drains.
     #[serde(default)]
     pub node: NodeConfig,
+    /// The async runtime.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// The async runtime that serves every connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads; default: the number of cores gantry may use.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 /// This gantry instance.
@@ -432,6 +444,13 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<Loaded, String> {
 
 /// Checks that toml cannot express as types.
 fn validate(config: &Config) -> Result<(), String> {
+    if let Some(n) = config.runtime.worker_threads {
+        if n == 0 || n > 1024 {
+            return Err(format!(
+                "runtime.worker_threads: {n} is not a number of threads (1 to 1024)"
+            ));
+        }
+    }
     if config.node.drain_seconds > 3600 {
         return Err(format!(
             "node.drain_seconds: {} is more than an hour (3600)",
@@ -592,9 +611,18 @@ endpoint_url = "http://127.0.0.1:5555"
 healthy_tasks_only = true
 [log]
 level = "debug"
+[runtime]
+worker_threads = 1
+[node]
+zone = "eu-west-1b"
+drain_seconds = 5
 "#,
         );
         assert_eq!(l.config.entrypoints.len(), 2);
+        assert_eq!(l.config.runtime.worker_threads, Some(1));
+        assert_eq!(l.config.node.zone.as_deref(), Some("eu-west-1b"));
+        assert_eq!(l.drain(), Duration::from_secs(5));
+        assert_eq!(l.config.entrypoints["web"].idle_timeout_seconds, 180);
         assert_eq!(
             l.file_provider_path(),
             Some(PathBuf::from("/abs/tasks.toml"))
@@ -661,6 +689,22 @@ level = "debug"
             (
                 "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters=[\"x\"]\ncredentials = { access_key_id = \"a\" }\n",
                 &["line 5", "secret_access_key"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.file]\npath = \"t\"\n[runtime]\nworker_threads = 0\n",
+                &["runtime.worker_threads", "1 to 1024"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.file]\npath = \"t\"\n[node]\ndrain_seconds = 7200\n",
+                &["node.drain_seconds"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[providers.file]\npath = \"t\"\n[node]\nzone = \"us east\"\n",
+                &["node.zone"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\nidle_timeout = 5\n[providers.file]\npath = \"t\"\n",
+                &["line 3", "idle_timeout"],
             ),
         ];
         for (text, needles) in cases {

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod node;
 pub mod provider;
 pub mod proxy;
+pub mod route_index;
 pub mod rules;
 pub mod table;
 pub mod telemetry;

@@ -68,7 +68,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .or_else(|_| tracing_subscriber::EnvFilter::try_new(&loaded.config.log.level))
                 .context("log.level")?;
             tracing_subscriber::fmt().with_env_filter(filter).init();
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let threads = loaded
+                .config
+                .runtime
+                .worker_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
                 .enable_all()

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Compares the cost of a proxied unary gRPC call through gantry, HAProxy and nginx,
+# against calling a backend directly, in one interleaved run on this machine.
+#
+#   bench/compare.sh                 # 5 rounds of 200,000 calls per contestant and size
+#   ROUNDS=3 CALLS=100000 bench/compare.sh
+#
+# Layout: each proxy runs one worker/thread pinned to core 1 (PROXY_CPU); h2load
+# (one thread) and two single-threaded h2c gRPC backends (examples/backend.rs) share
+# core 0 (LOAD_CPU). Load: 16 connections x 32 streams of unary Echo calls with a
+# 10-byte and a 4 KiB message. Contestants are interleaved (direct, gantry, haproxy,
+# nginx, direct, ...) so drift on a shared machine hits them alike.
+#
+# Per contestant: calls/s, p50/p99 latency (from h2load's per-request log), the
+# proxy's own CPU time per call (user+sys from /proc/PID/stat over the run, divided
+# by the calls completed), and ratios. Loopback only; every process this script
+# starts is killed by PID on exit, nothing else.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+CALLS=${CALLS:-200000}
+CONNS=${CONNS:-16}
+STREAMS=${STREAMS:-32}
+LOAD_CPU=${LOAD_CPU:-0}
+PROXY_CPU=${PROXY_CPU:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/gantry-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need h2load || ! need haproxy || ! need nginx || ! need taskset; then
+  echo "installing nghttp2-client (h2load), haproxy and nginx from Debian..." >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q \
+    nghttp2-client haproxy nginx util-linux >/dev/null
+fi
+
+echo "building gantry and the backend (release)..." >&2
+(cd "$ROOT" && cargo build --release --locked -q --bin gantry --example backend)
+GANTRY=$ROOT/target/release/gantry
+BACKEND=$ROOT/target/release/examples/backend
+
+# Free loopback ports, chosen by the kernel.
+ports=($(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(5):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+))
+B1=${ports[0]} B2=${ports[1]} PG=${ports[2]} PH=${ports[3]} PN=${ports[4]}
+
+wait_port() {
+  for _ in $(seq 1 500); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
+}
+
+taskset -c "$LOAD_CPU" "$BACKEND" --single-thread --name b1 --addr 127.0.0.1:$B1 >/dev/null & PIDS+=($!)
+taskset -c "$LOAD_CPU" "$BACKEND" --single-thread --name b2 --addr 127.0.0.1:$B2 >/dev/null & PIDS+=($!)
+wait_port $B1; wait_port $B2
+
+# gantry: one worker thread, the two backends as one h2c service.
+cat >"$WORK/gantry.toml" <<EOF
+[entrypoints.web]
+address = "127.0.0.1:$PG"
+[runtime]
+worker_threads = 1
+[log]
+level = "warn"
+[providers.file]
+path = "tasks.toml"
+watch = false
+EOF
+task() {
+  cat <<EOF
+[[task]]
+id = "$1"
+ip = "127.0.0.1"
+ports = [$2]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.echo.rule" = "GRPCService(\`gantry.test.Echo\`)"
+"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
+EOF
+}
+{ task b1 $B1; task b2 $B2; } >"$WORK/tasks.toml"
+taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GANTRY_PID=$!
+
+# HAProxy: one thread, h2 both sides, connections to the backends reused.
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 10000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:$PH proto h2
+  default_backend be
+backend be
+  balance roundrobin
+  http-reuse always
+  server b1 127.0.0.1:$B1 proto h2
+  server b2 127.0.0.1:$B2 proto h2
+EOF
+taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" & PIDS+=($!); HAPROXY_PID=$!
+
+# nginx: one worker, no master, grpc_pass with upstream keepalive.
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  upstream backends {
+    server 127.0.0.1:$B1;
+    server 127.0.0.1:$B2;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$PN http2;
+    http2_max_concurrent_streams 128;
+    location / { grpc_pass grpc://backends; }
+  }
+}
+EOF
+taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" & PIDS+=($!); NGINX_PID=$!
+wait_port $PG; wait_port $PH; wait_port $PN
+
+# Request bodies: one gRPC frame holding EchoRequest{payload: N bytes}.
+python3 - "$WORK" <<'EOF'
+import struct, sys
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f; n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n: return out
+for name, size in (("10", 10), ("4k", 4096)):
+    msg = b"\x0a" + varint(size) + b"x" * size
+    open(f"{sys.argv[1]}/body-{name}", "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+EOF
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# One run: prints "calls/s p50_ms p99_ms cpu_us_per_call".
+run() { # name port pid body
+  local name=$1 port=$2 pid=$3 body=$4 before after log="$WORK/log-$1"
+  before=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  local out
+  out=$(taskset -c "$LOAD_CPU" h2load -n "$CALLS" -c "$CONNS" -m "$STREAMS" -t 1 \
+    -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$WORK/body-$body" --log-file="$log" \
+    "http://127.0.0.1:$port/gantry.test.Echo/Unary" 2>&1)
+  after=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  local done rps
+  done=$(echo "$out" | awk '/^requests:/ {print $8}')
+  rps=$(echo "$out" | awk '/^finished in/ {print $4}')
+  if [ -z "$done" ] || [ "$done" = 0 ]; then
+    echo "$name: no call succeeded:" >&2; echo "$out" >&2; exit 1
+  fi
+  # The log: start time, HTTP status, microseconds per request.
+  local pct
+  pct=$(sort -n -k3 "$log" | awk '{t[NR]=$3} END {printf "%.3f %.3f", t[int(NR*0.5)]/1000, t[int(NR*0.99)]/1000}')
+  local cpu
+  cpu=$(awk -v d=$((after - before)) -v n="$done" -v t=$TICK_US 'BEGIN {printf "%.2f", d * t / n}')
+  [ "$pid" = - ] && cpu=-
+  echo "$rps $pct $cpu"
+}
+
+median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+declare -A PORT=([direct]=$B1 [gantry]=$PG [haproxy]=$PH [nginx]=$PN)
+declare -A PID=([direct]=- [gantry]=$GANTRY_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID)
+ORDER=(direct gantry haproxy nginx)
+
+for body in 10 4k; do
+  # Warm-up: connections, caches, JIT-free but page-cache-full.
+  for c in "${ORDER[@]}"; do CALLS=20000 run "$c" "${PORT[$c]}" "${PID[$c]}" "$body" >/dev/null; done
+  for r in $(seq 1 "$ROUNDS"); do
+    for c in "${ORDER[@]}"; do
+      echo "$(run "$c" "${PORT[$c]}" "${PID[$c]}" "$body")" >>"$WORK/results-$body-$c"
+      echo "  round $r/$ROUNDS, $body-byte messages, $c done" >&2
+    done
+  done
+done
+
+echo
+echo "unary gRPC, $CONNS connections x $STREAMS streams, $CALLS calls per run, median of $ROUNDS interleaved runs"
+echo "(proxies: 1 worker on core $PROXY_CPU; h2load and 2 single-threaded backends on core $LOAD_CPU)"
+for body in 10 4k; do
+  echo
+  printf '%-8s message %-4s %12s %9s %9s %14s %10s\n' "" "$body" "calls/s" "p50 ms" "p99 ms" "CPU us/call" "vs direct"
+  declare -A RPS CPU
+  for c in "${ORDER[@]}"; do
+    f="$WORK/results-$body-$c"
+    RPS[$c]=$(awk '{print $1}' "$f" | median)
+    p50=$(awk '{print $2}' "$f" | median)
+    p99=$(awk '{print $3}' "$f" | median)
+    if [ "$c" = direct ]; then CPU[$c]=-; else CPU[$c]=$(awk '{print $4}' "$f" | median); fi
+    ratio=$(awk -v a="${RPS[$c]}" -v d="${RPS[direct]}" 'BEGIN {printf "%.2f", a / d}')
+    printf '%-22s %12.0f %9.3f %9.3f %14s %10s\n' "$c" "${RPS[$c]}" "$p50" "$p99" "${CPU[$c]}" "$ratio"
+  done
+  for peer in haproxy nginx; do
+    awk -v g="${CPU[gantry]}" -v p="${CPU[$peer]}" -v gr="${RPS[gantry]}" -v pr="${RPS[$peer]}" -v peer="$peer" \
+      'BEGIN {printf "gantry vs %-8s CPU per call x%.2f, calls/s x%.2f\n", peer, g / p, gr / pr}'
+  done
+done
