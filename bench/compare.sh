@@ -101,7 +101,7 @@ taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GAN
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 10000
+  maxconn 4000
 defaults
   mode http
   timeout connect 5s
