@@ -142,7 +142,10 @@ impl Entrypoint {
                     };
                     let _ = stream.set_nodelay(true);
                     let activity = Arc::new(Activity::default());
+                    let client_ip = http::HeaderValue::from_str(&client.ip().to_string())
+                        .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
                     let service = ConnService {
+                        client_ip,
                         activity: activity.clone(),
                         table: table.clone(),
                         entrypoint: self.index,

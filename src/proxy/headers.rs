@@ -7,8 +7,6 @@
 //! the client's address appended (as nginx, HAProxy and Envoy do); `X-Forwarded-Proto`
 //! and `X-Forwarded-Host` are set from what gantry itself saw.
 
-use std::net::IpAddr;
-
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE,
 };
@@ -55,27 +53,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
 /// Adds the forwarding headers for a request gantry is about to send on.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
 ) {
-    let ip = client.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) => {
-            let mut joined = Vec::with_capacity(prev.len() + 2 + ip.len());
+            let mut joined = Vec::with_capacity(prev.len() + 2 + client.len());
             joined.extend_from_slice(prev.as_bytes());
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_bytes(&joined)
+            joined.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
         }
-        None => HeaderValue::from_str(&ip),
+        // The connection's address, formatted once per connection.
+        None => Some(client.clone()),
     };
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         // Fold any repeated header into the one value we just built.
         headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    match host {
         Some(v) => {
             headers.insert(&X_FORWARDED_HOST, v);
         }
@@ -153,15 +151,15 @@ mod tests {
         ]);
         add_forwarded(
             &mut h,
-            "127.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            &HeaderValue::from_static("127.0.0.9"),
             "http",
-            Some("api.example"),
+            Some(HeaderValue::from_static("api.example")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, IpAddr::from([127, 0, 0, 1]), "http", None);
+        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), "http", None);
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     }
 

@@ -56,6 +56,8 @@ pub(crate) struct ConnService {
     client: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     proto: &'static str,
+    /// The client's address as a header value (`X-Forwarded-For`), made once.
+    client_ip: HeaderValue,
     /// Calls open on this client connection (for its idle timeout).
     activity: Arc<entrypoint::Activity>,
 }
@@ -302,7 +304,8 @@ impl ConnService {
     /// Rewrites the request for the server: URI, version, hop-by-hop and forwarding
     /// headers. Errors are messages for the client.
     fn prepare(&self, req: &mut Request<RequestBody>, endpoint: &Endpoint) -> Result<(), String> {
-        let host = headers::request_host(req.uri(), req.headers()).map(str::to_owned);
+        let host = headers::request_host(req.uri(), req.headers())
+            .and_then(|h| HeaderValue::from_str(h).ok());
         let authority = match req.uri().authority() {
             Some(a) => Some(a.clone()),
             None => req
@@ -318,7 +321,7 @@ impl ConnService {
         let h2 = endpoint.scheme() == Scheme::H2c;
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers, h2);
-        headers::add_forwarded(headers, self.client.ip(), self.proto, host.as_deref());
+        headers::add_forwarded(headers, &self.client_ip, self.proto, host);
         let target = if h2 {
             // HTTP/2 carries the host in :authority; a Host header beside it is redundant.
             headers.remove(HOST);
