@@ -11,6 +11,10 @@
 # 10-byte and a 4 KiB message. Contestants are interleaved (direct, gantry, haproxy,
 # nginx, direct, ...) so drift on a shared machine hits them alike.
 #
+# A third case sends 10-byte calls at a fixed moderate rate (RATE calls/s in all,
+# default 2,000, for RATE_SECONDS=10 s per run): the latency each proxy adds over
+# direct calls when nothing queues.
+#
 # Per contestant: calls/s, p50/p99 latency (from h2load's per-request log), the
 # proxy's own CPU time per call (user+sys from /proc/PID/stat over the run, divided
 # by the calls completed), and ratios. Loopback only; every process this script
@@ -20,6 +24,8 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 CALLS=${CALLS:-200000}
 CONNS=${CONNS:-16}
+RATE=${RATE:-2000}
+RATE_SECONDS=${RATE_SECONDS:-10}
 STREAMS=${STREAMS:-32}
 LOAD_CPU=${LOAD_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -166,8 +172,11 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 run() { # name port pid body
   local name=$1 port=$2 pid=$3 body=$4 before after log="$WORK/log-$1"
   before=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
-  local out
-  out=$(taskset -c "$LOAD_CPU" h2load -n "$CALLS" -c "$CONNS" -m "$STREAMS" -t 1 \
+  rm -f "$log" # h2load appends to its log file
+  local out pace=()
+  # Fixed rate: each of the connections sends its share per second.
+  [ -n "${RPS_EACH:-}" ] && pace=(--rps="$RPS_EACH")
+  out=$(taskset -c "$LOAD_CPU" h2load -n "$CALLS" -c "$CONNS" -m "$STREAMS" -t 1 "${pace[@]}" \
     -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/body-$body" --log-file="$log" \
     "http://127.0.0.1:$port/gantry.test.Echo/Unary" 2>&1)
@@ -204,6 +213,16 @@ for body in 10 4k; do
   done
 done
 
+# Fixed moderate rate, 10-byte messages.
+RPS_EACH=$(( (RATE + CONNS - 1) / CONNS ))
+RATE_CALLS=$(( RPS_EACH * CONNS * RATE_SECONDS ))
+for r in $(seq 1 "$ROUNDS"); do
+  for c in "${ORDER[@]}"; do
+    echo "$(RPS_EACH=$RPS_EACH CALLS=$RATE_CALLS run "$c" "${PORT[$c]}" "${PID[$c]}" 10)" >>"$WORK/results-rate-$c"
+    echo "  round $r/$ROUNDS, fixed rate, $c done" >&2
+  done
+done
+
 echo
 echo "unary gRPC, $CONNS connections x $STREAMS streams, $CALLS calls per run, median of $ROUNDS interleaved runs"
 echo "(proxies: 1 worker on core $PROXY_CPU; h2load and 2 single-threaded backends on core $LOAD_CPU)"
@@ -224,4 +243,17 @@ for body in 10 4k; do
     awk -v g="${CPU[gantry]}" -v p="${CPU[$peer]}" -v gr="${RPS[gantry]}" -v pr="${RPS[$peer]}" -v peer="$peer" \
       'BEGIN {printf "gantry vs %-8s CPU per call x%.2f, calls/s x%.2f\n", peer, g / p, gr / pr}'
   done
+done
+
+echo
+echo "fixed rate: $((RPS_EACH * CONNS)) calls/s of 10 bytes for ${RATE_SECONDS} s, latency added over direct"
+printf '%-22s %9s %9s %12s %12s %14s\n' "" "p50 ms" "p99 ms" "+p50 ms" "+p99 ms" "CPU us/call"
+d50=$(awk '{print $2}' "$WORK/results-rate-direct" | median)
+d99=$(awk '{print $3}' "$WORK/results-rate-direct" | median)
+for c in "${ORDER[@]}"; do
+  f="$WORK/results-rate-$c"
+  p50=$(awk '{print $2}' "$f" | median); p99=$(awk '{print $3}' "$f" | median)
+  cpu=-; [ "$c" != direct ] && cpu=$(awk '{print $4}' "$f" | median)
+  awk -v a="$p50" -v b="$p99" -v c="$d50" -v d="$d99" -v n="$c" -v u="$cpu" \
+    'BEGIN {printf "%-22s %9.3f %9.3f %12.3f %12.3f %14s\n", n, a, b, a - c, b - d, u}'
 done
