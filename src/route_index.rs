@@ -51,7 +51,6 @@ pub struct RouteIndex {
     any_host: Segments,
     /// Per route, its path prefix: a cheap test before the matcher.
     prefixes: Vec<Option<Box<str>>>,
-    len: usize,
 }
 
 /// Longest host looked up through the index (DNS names are at most 253).
@@ -79,7 +78,6 @@ impl RouteIndex {
             index
                 .prefixes
                 .push(hint.path_prefix.as_deref().map(Into::into));
-            index.len += 1;
         }
         index
     }
@@ -94,7 +92,7 @@ impl RouteIndex {
     ) -> Option<usize> {
         let mut buf = [0u8; MAX_HOST];
         let Some(host) = lowercase(host, &mut buf) else {
-            return (0..self.len).find(|&i| matches(i));
+            return (0..self.prefixes.len()).find(|&i| matches(i));
         };
         let segment = path_segment(path);
         let mut lists: [&[u32]; 4] = [&[]; 4];

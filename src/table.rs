@@ -265,7 +265,7 @@ impl RoutingTable {
     }
 
     /// The first matching route by trying every rule in order: what [`Self::route`]
-    /// finds through its index (kept for benchmarks and as the tests' oracle).
+    /// finds through its index (the routing benchmark compares the two).
     pub fn route_linear(&self, entrypoint: usize, req: &RequestInfo<'_>) -> Option<&Route> {
         self.entrypoints
             .get(entrypoint)?

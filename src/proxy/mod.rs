@@ -2,7 +2,8 @@
 //! against the current routing table, a server is picked for it alone, and the call
 //! is forwarded with bodies, trailers and cancellation streaming both ways.
 //!
-//! Per request: one `ArcSwap` load, a match over precompiled routes, one atomic pick,
+//! Per request: one `ArcSwap` load, a lookup in the routes indexed by host and path
+//! ([`crate::route_index`]) running only the candidates' precompiled matchers, a pick,
 //! header rewriting in place, and the upstream send. No locks are held across awaits;
 //! the table `Arc` is released before the call goes out, so a long stream never pins
 //! an old table.

@@ -157,24 +157,40 @@ throttle_ms = 10
     }
 }
 
-/// A tasks-file entry for one h2c backend of service `service`, routed by `rule`.
-pub fn h2c_task(id: &str, backend: &Backend, service: &str, rule: &str, weight: u32) -> String {
-    let port = backend.addr.port();
+/// A tasks-file entry for one task on 127.0.0.1:`port`, routed by `rule` to service
+/// `service` spoken to with `scheme`; `extra` goes into the task before its labels
+/// (`zone = …`), and label lines may be appended to the result.
+fn routed_task(
+    id: &str,
+    port: u16,
+    extra: &str,
+    service: &str,
+    rule: &str,
+    scheme: &str,
+) -> String {
     format!(
         r#"
 [[task]]
 id = "{id}"
 ip = "127.0.0.1"
 ports = [{port}]
+{extra}
 [task.labels]
 "traefik.enable" = "true"
 "traefik.http.routers.{service}.rule" = "{rule}"
-"traefik.http.routers.{service}.service" = "{service}"
-"traefik.http.services.{service}.loadbalancer.server.scheme" = "h2c"
-"traefik.http.services.{service}.loadbalancer.server.weight" = "{weight}"
+"traefik.http.services.{service}.loadbalancer.server.scheme" = "{scheme}"
 "#,
         rule = rule.replace('"', "\\\""),
     )
+}
+
+/// A tasks-file entry for one h2c backend of service `service`, routed by `rule`.
+pub fn h2c_task(id: &str, backend: &Backend, service: &str, rule: &str, weight: u32) -> String {
+    routed_task(id, backend.addr.port(), "", service, rule, "h2c")
+        + &format!(
+            "\"traefik.http.routers.{service}.service\" = \"{service}\"\n\
+             \"traefik.http.services.{service}.loadbalancer.server.weight\" = \"{weight}\"\n"
+        )
 }
 
 /// A tasks-file entry for one h2c backend of service `echo`, routed by
@@ -188,21 +204,7 @@ pub fn echo_task(
     lb: &[(&str, &str)],
     router: &[(&str, &str)],
 ) -> String {
-    let mut t = format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-{extra}
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "{rule}"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-"#,
-        port = backend.addr.port(),
-        rule = ECHO_RULE.replace('"', "\\\""),
-    );
+    let mut t = routed_task(id, backend.addr.port(), extra, "echo", ECHO_RULE, "h2c");
     for (k, v) in lb {
         t.push_str(&format!(
             "\"traefik.http.services.echo.loadbalancer.{k}\" = \"{v}\"\n"
@@ -250,19 +252,7 @@ pub async fn calls_by_backend(
 /// `rule`; `extra` goes into the task (before its labels), and label lines may be
 /// appended to the result.
 pub fn http_task(id: &str, port: u16, service: &str, rule: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[task]]
-id = "{id}"
-ip = "127.0.0.1"
-ports = [{port}]
-{extra}
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.{service}.rule" = "{rule}"
-"traefik.http.services.{service}.loadbalancer.server.scheme" = "http"
-"#
-    )
+    routed_task(id, port, extra, service, rule, "http")
 }
 
 /// The rule routing the Echo test service.
