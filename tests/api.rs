@@ -1,7 +1,7 @@
 //! The JSON API, `/metrics`, access logs and API credentials, against a real gantry
 //! with real backends: shapes and numbers for a known set of tasks and calls.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Bad input loses nothing: a broken label disables the object it belongs to, with an
 //! error naming the task and label; everything else keeps routing real calls.
 
-mod support;
+use crate::support;
 
 use gantry::dynamic::{ObjectRef, Status};
 use support::proto::echo::EchoRequest;

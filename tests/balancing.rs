@@ -3,7 +3,7 @@
 //! cookies, and gRPC / call health checks flipping servers DOWN and UP at their
 //! thresholds.
 
-mod support;
+use crate::support;
 
 use support::proto::echo::EchoRequest;
 use support::{api, http_task, wait_until, Backend, Gateway, DEADLINE};

@@ -6,7 +6,7 @@
 //! one backend, and the page must show that server DOWN within 3 s without a reload.
 //! The screenshot is kept at `target/test-artifacts/dashboard.png`.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

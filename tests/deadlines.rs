@@ -1,7 +1,7 @@
 //! gantry enforces `grpc-timeout` itself: a server slower than the client's deadline
 //! does not hold the client past it.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! The tests share loopback addresses (each emulator hands out the same pool), so they
 //! take turns.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

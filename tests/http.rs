@@ -1,7 +1,7 @@
 //! Plain HTTP through gantry: HTTP/1.1 and h2c clients, HTTP/1.1 servers, header
 //! rewriting, and the router-made 404/502/503.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

@@ -4,7 +4,7 @@
 //! while its streams finish, and cut at the drain timeout; idle client connections
 //! are closed.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

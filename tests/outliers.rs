@@ -3,7 +3,7 @@
 //! longer; servers failing every call are ejected on consecutive failures, never more
 //! than the allowed share of the service.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! Every call kind, per-call balancing over one client connection, metadata,
 //! trailers, status codes, big messages, cancellation and router-made errors.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! final table matches the final file, and an unchanged configuration causes no
 //! rebuild.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Losing a server under load: calls that never reached it are retried elsewhere,
 //! only the calls already on it fail, and it stops getting calls within a second.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! body is replayed intact), and fails calls when it does not, or when the method is
 //! not one the router lists.
 
-mod support;
+use crate::support;
 
 use support::proto::echo::EchoRequest;
 use support::{Backend, Gateway};

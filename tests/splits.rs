@@ -3,7 +3,7 @@
 //! each version runs. New weights move new calls at once; streams in flight finish
 //! where they started.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! to the other zone when they are not, without failing calls once the dead server
 //! is DOWN.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: real gantry instances on 127.0.0.1 with
 //! a tasks file in a temporary directory, real tonic backends, and waiting on
 //! conditions with deadlines (never sleeping as synchronisation).
-#![allow(dead_code, unused_imports)] // each test binary uses a different part
+#![allow(dead_code, unused_imports)] // not every helper is used by a test yet
 
 pub mod api;
 pub mod backend;

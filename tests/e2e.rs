@@ -1,0 +1,22 @@
+//! gantry's end-to-end tests, in one test binary: each module is one area (tests/<area>.rs),
+//! all of them sharing tests/support/. One binary links the dependencies once instead of
+//! once per area, which keeps the build small enough for a CI disk and quicker to link.
+
+mod support;
+
+mod api;
+mod bad_input;
+mod balancing;
+mod cli;
+mod dashboard;
+mod deadlines;
+mod ecs;
+mod http;
+mod lifecycle;
+mod outliers;
+mod proxy;
+mod reload;
+mod resilience;
+mod retries;
+mod splits;
+mod zones;
