@@ -79,11 +79,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .runtime
                 .worker_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            // One thread: tokio's current-thread scheduler, which wakes tasks without
+            // the cross-thread queues and notifications a one-worker pool still pays.
+            let runtime = if threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            }
+            .context("starting the runtime")?;
             runtime.block_on(gantry::app::run(loaded))?;
             Ok(ExitCode::SUCCESS)
         }
