@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use super::coalesce::Coalesce;
 use super::{ConnService, SharedTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
@@ -159,7 +160,7 @@ impl Entrypoint {
                     let live = live.clone();
                     let mut stop = shutdown.clone();
                     tokio::spawn(async move {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        let conn = builder.serve_connection(TokioIo::new(Coalesce::new(stream)), service);
                         tokio::pin!(conn);
                         let mut closing = false;
                         loop {

@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod call;
+pub mod coalesce;
 mod deadline;
 mod entrypoint;
 mod headers;
