@@ -11,9 +11,15 @@
 # 10-byte and a 4 KiB message. Contestants are interleaved (direct, gantry, haproxy,
 # nginx, direct, ...) so drift on a shared machine hits them alike.
 #
-# A third case sends 10-byte calls at a fixed moderate rate (RATE calls/s in all,
-# default 2,000, for RATE_SECONDS=10 s per run): the latency each proxy adds over
-# direct calls when nothing queues.
+# With examples/loadgen.rs (a small tonic load generator, also on core 0):
+# - unary 10-byte calls at a fixed moderate rate, evenly paced (RATE calls/s, default
+#   2,000, for RUN_SECONDS=10 s per run, over 4 connections): the latency each proxy adds
+#   over direct calls when nothing queues;
+# - one bidi stream with 32 messages in flight, and 64 bidi streams over 4 connections
+#   with one message in flight each (RUN_SECONDS per run): messages/s, per-message round
+#   trip p50/p99, proxy CPU per message;
+# - 10,000 idle HTTP/2 client connections (IDLE_CONNS) opened to each proxy once,
+#   after the rest: the proxy's resident memory per connection.
 #
 # Per contestant: calls/s, p50/p99 latency (from h2load's per-request log), the
 # proxy's own CPU time per call (user+sys from /proc/PID/stat over the run, divided
@@ -25,7 +31,8 @@ ROUNDS=${ROUNDS:-5}
 CALLS=${CALLS:-200000}
 CONNS=${CONNS:-16}
 RATE=${RATE:-2000}
-RATE_SECONDS=${RATE_SECONDS:-10}
+SECONDS_EACH=${RUN_SECONDS:-10}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 STREAMS=${STREAMS:-32}
 LOAD_CPU=${LOAD_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -49,9 +56,17 @@ if ! need h2load || ! need haproxy || ! need nginx || ! need taskset; then
 fi
 
 echo "building gantry and the backend (release)..." >&2
-(cd "$ROOT" && cargo build --release --locked -q --bin gantry --example backend)
+(cd "$ROOT" && cargo build --release --locked -q --bin gantry --example backend --example loadgen)
 GANTRY=$ROOT/target/release/gantry
 BACKEND=$ROOT/target/release/examples/backend
+LOADGEN=$ROOT/target/release/examples/loadgen
+
+# The idle-connection case needs a descriptor per connection in each process.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 500)) ]; then
+  echo "note: ulimit -n is $(ulimit -n): fewer idle connections than $IDLE_CONNS" >&2
+  IDLE_CONNS=$(( $(ulimit -n) - 500 ))
+fi
 
 # Free loopback ports, chosen by the kernel.
 ports=($(python3 - <<'EOF'
@@ -103,11 +118,19 @@ EOF
 { task b1 $B1; task b2 $B2; } >"$WORK/tasks.toml"
 taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GANTRY_PID=$!
 
+# HAProxy reserves two descriptors per maxconn and will not start beyond the limit:
+# its share of the idle-connection case may be smaller.
+HAPROXY_MAXCONN=$(( IDLE_CONNS + 100 ))
+if [ "$(ulimit -n)" != unlimited ] && [ $(( HAPROXY_MAXCONN * 2 + 400 )) -gt "$(ulimit -n)" ]; then
+  HAPROXY_MAXCONN=$(( ($(ulimit -n) - 400) / 2 ))
+fi
+declare -A IDLE=([gantry]=$IDLE_CONNS [haproxy]=$(( HAPROXY_MAXCONN - 100 < IDLE_CONNS ? HAPROXY_MAXCONN - 100 : IDLE_CONNS )) [nginx]=$IDLE_CONNS)
+
 # HAProxy: one thread, h2 both sides, connections to the backends reused.
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 4000
+  maxconn $HAPROXY_MAXCONN
 defaults
   mode http
   timeout connect 5s
@@ -130,9 +153,10 @@ cat >"$WORK/nginx.conf" <<EOF
 daemon off;
 master_process off;
 worker_processes 1;
+worker_rlimit_nofile $((IDLE_CONNS * 2 + 1000));
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections $((IDLE_CONNS * 2 + 1000)); }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx/body;
@@ -173,10 +197,8 @@ run() { # name port pid body
   local name=$1 port=$2 pid=$3 body=$4 before after log="$WORK/log-$1"
   before=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
   rm -f "$log" # h2load appends to its log file
-  local out pace=()
-  # Fixed rate: each of the connections sends its share per second.
-  [ -n "${RPS_EACH:-}" ] && pace=(--rps="$RPS_EACH")
-  out=$(taskset -c "$LOAD_CPU" h2load -n "$CALLS" -c "$CONNS" -m "$STREAMS" -t 1 "${pace[@]}" \
+  local out
+  out=$(taskset -c "$LOAD_CPU" h2load -n "$CALLS" -c "$CONNS" -m "$STREAMS" -t 1 \
     -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/body-$body" --log-file="$log" \
     "http://127.0.0.1:$port/gantry.test.Echo/Unary" 2>&1)
@@ -213,14 +235,41 @@ for body in 10 4k; do
   done
 done
 
-# Fixed moderate rate, 10-byte messages.
-RPS_EACH=$(( (RATE + CONNS - 1) / CONNS ))
-RATE_CALLS=$(( RPS_EACH * CONNS * RATE_SECONDS ))
-for r in $(seq 1 "$ROUNDS"); do
-  for c in "${ORDER[@]}"; do
-    echo "$(RPS_EACH=$RPS_EACH CALLS=$RATE_CALLS run "$c" "${PORT[$c]}" "${PID[$c]}" 10)" >>"$WORK/results-rate-$c"
-    echo "  round $r/$ROUNDS, fixed rate, $c done" >&2
+# loadgen cases: fixed-rate unary, one bidi stream, 64 bidi streams.
+# One run: prints "messages/s p50_ms p99_ms cpu_us_per_message".
+stream_run() { # name port pid loadgen-args...
+  local name=$1 port=$2 pid=$3; shift 3
+  local before after out
+  before=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" "$LOADGEN" --url "http://127.0.0.1:$port" --seconds "$SECONDS_EACH" "$@") || {
+    echo "$name: loadgen $*: failed: $out" >&2; exit 1; }
+  after=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  echo "$out" | awk -v d=$((after - before)) -v t=$TICK_US -v direct="$([ "$pid" = - ] && echo 1 || echo 0)" '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    cpu = direct ? "-" : sprintf("%.2f", d * t / v["messages"])
+    printf "%s %.3f %.3f %s\n", v["per_second"], v["p50_us"] / 1000, v["p99_us"] / 1000, cpu
+  }'
+}
+declare -A CASE_ARGS=(
+  [rate]="--mode rate --rate $RATE --conns 4"
+  [bidi1]="--mode bidi --streams 1 --window 32 --conns 1"
+  [bidi64]="--mode bidi --streams 64 --window 1 --conns 4"
+)
+for case in rate bidi1 bidi64; do
+  for r in $(seq 1 "$ROUNDS"); do
+    for c in "${ORDER[@]}"; do
+      # shellcheck disable=SC2086 # the arguments are words
+      echo "$(stream_run "$c" "${PORT[$c]}" "${PID[$c]}" ${CASE_ARGS[$case]})" >>"$WORK/results-$case-$c"
+      echo "  round $r/$ROUNDS, $case, $c done" >&2
+    done
   done
+done
+
+# Idle connections, last: memory a proxy takes may not be given back.
+for c in gantry haproxy nginx; do
+  "$LOADGEN" --url "http://127.0.0.1:${PORT[$c]}" --mode idle --conns "${IDLE[$c]}" --rss-pid "${PID[$c]}" \
+    >"$WORK/results-idle-$c" || { echo "$c: idle connections failed" >&2; exit 1; }
+  echo "  idle connections, $c done" >&2
 done
 
 echo
@@ -246,7 +295,7 @@ for body in 10 4k; do
 done
 
 echo
-echo "fixed rate: $((RPS_EACH * CONNS)) calls/s of 10 bytes for ${RATE_SECONDS} s, latency added over direct"
+echo "fixed rate: $RATE unary calls/s of 10 bytes for $SECONDS_EACH s (loadgen, 4 connections), latency added over direct"
 printf '%-22s %9s %9s %12s %12s %14s\n' "" "p50 ms" "p99 ms" "+p50 ms" "+p99 ms" "CPU us/call"
 d50=$(awk '{print $2}' "$WORK/results-rate-direct" | median)
 d99=$(awk '{print $3}' "$WORK/results-rate-direct" | median)
@@ -256,4 +305,31 @@ for c in "${ORDER[@]}"; do
   cpu=-; [ "$c" != direct ] && cpu=$(awk '{print $4}' "$f" | median)
   awk -v a="$p50" -v b="$p99" -v c="$d50" -v d="$d99" -v n="$c" -v u="$cpu" \
     'BEGIN {printf "%-22s %9.3f %9.3f %12.3f %12.3f %14s\n", n, a, b, a - c, b - d, u}'
+done
+
+for case in bidi1 bidi64; do
+  echo
+  case $case in
+    bidi1) echo "one bidi stream, 32 messages of 10 bytes in flight, $SECONDS_EACH s" ;;
+    bidi64) echo "64 bidi streams over 4 connections, 1 message of 10 bytes in flight each, $SECONDS_EACH s" ;;
+  esac
+  printf '%-22s %12s %9s %9s %14s %10s\n' "" "messages/s" "p50 ms" "p99 ms" "CPU us/msg" "vs direct"
+  d=$(awk '{print $1}' "$WORK/results-$case-direct" | median)
+  for c in "${ORDER[@]}"; do
+    f="$WORK/results-$case-$c"
+    m=$(awk '{print $1}' "$f" | median); p50=$(awk '{print $2}' "$f" | median); p99=$(awk '{print $3}' "$f" | median)
+    cpu=-; [ "$c" != direct ] && cpu=$(awk '{print $4}' "$f" | median)
+    awk -v m="$m" -v a="$p50" -v b="$p99" -v u="$cpu" -v d="$d" -v n="$c" \
+      'BEGIN {printf "%-22s %12.0f %9.3f %9.3f %14s %10.2f\n", n, m, a, b, u, m / d}'
+  done
+done
+
+echo
+echo "idle HTTP/2 client connections (preface, SETTINGS and one PING each)"
+printf '%-22s %12s %14s %14s %16s\n' "" "connections" "RSS before MiB" "RSS after MiB" "KiB/connection"
+for c in gantry haproxy nginx; do
+  awk -v n="$c" '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    printf "%-22s %12s %14.1f %14.1f %16s\n", n, v["connections"], v["rss_before_kib"] / 1024, v["rss_after_kib"] / 1024, v["kib_per_connection"]
+  }' "$WORK/results-idle-$c"
 done
