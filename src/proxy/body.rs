@@ -16,15 +16,19 @@ use hyper::body::Incoming;
 
 use super::call::{Call, End};
 use super::deadline;
+use super::upstream::UpstreamBody;
 use crate::telemetry::Outcome;
 use std::future::Future;
 use std::time::Instant;
+
+/// What a broken response stream reports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
     /// A response body.
     pub struct ProxyBody {
         #[pin]
-        inner: Option<Incoming>,
+        inner: Option<UpstreamBody>,
         // A router-made body, sent once.
         text: Option<Bytes>,
         call: Option<Call>,
@@ -60,7 +64,7 @@ impl ProxyBody {
 
     /// A server's body; the call ends with it, or at `deadline` (then with
     /// DEADLINE_EXCEEDED trailers).
-    pub fn upstream(body: Incoming, call: Call, deadline: Option<Instant>) -> ProxyBody {
+    pub fn upstream(body: UpstreamBody, call: Call, deadline: Option<Instant>) -> ProxyBody {
         let done = body.is_end_stream();
         let call = if done {
             // A trailers-only or empty response: the head was the whole answer.
@@ -90,12 +94,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(this.text.take().map(|t| Ok(Frame::data(t))));
