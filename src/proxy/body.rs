@@ -12,11 +12,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::call::{Call, End};
 use super::deadline;
-use super::upstream::UpstreamBody;
+use super::pipe::RecvBody;
 use crate::telemetry::Outcome;
 use std::future::Future;
 use std::time::Instant;
@@ -28,7 +27,7 @@ pin_project_lite::pin_project! {
     /// A response body.
     pub struct ProxyBody {
         #[pin]
-        inner: Option<UpstreamBody>,
+        inner: Option<RecvBody>,
         // A router-made body, sent once.
         text: Option<Bytes>,
         call: Option<Call>,
@@ -64,7 +63,7 @@ impl ProxyBody {
 
     /// A server's body; the call ends with it, or at `deadline` (then with
     /// DEADLINE_EXCEEDED trailers).
-    pub fn upstream(body: UpstreamBody, call: Call, deadline: Option<Instant>) -> ProxyBody {
+    pub fn upstream(body: RecvBody, call: Call, deadline: Option<Instant>) -> ProxyBody {
         let done = body.is_end_stream();
         let call = if done {
             // A trailers-only or empty response: the head was the whole answer.
@@ -180,7 +179,7 @@ impl Body for ProxyBody {
 /// again.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<RecvBody>,
     counted: Option<Arc<AtomicU64>>,
     keep: Option<Arc<super::retry::Replay>>,
     /// A replay: the kept data, then the kept trailers.
@@ -189,7 +188,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> RequestBody {
+    pub fn new(inner: RecvBody, counted: Option<Arc<AtomicU64>>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
             counted,
@@ -221,12 +220,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
             if let Some(data) = this.queued.pop_front() {
