@@ -12,10 +12,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use super::call::{Call, End};
 use super::deadline;
-use super::pipe::RecvBody;
+use super::upstream::UpstreamBody;
 use crate::telemetry::Outcome;
 use std::future::Future;
 use std::time::Instant;
@@ -27,7 +28,7 @@ pin_project_lite::pin_project! {
     /// A response body.
     pub struct ProxyBody {
         #[pin]
-        inner: Option<RecvBody>,
+        inner: Option<UpstreamBody>,
         // A router-made body, sent once.
         text: Option<Bytes>,
         call: Option<Call>,
@@ -63,7 +64,7 @@ impl ProxyBody {
 
     /// A server's body; the call ends with it, or at `deadline` (then with
     /// DEADLINE_EXCEEDED trailers).
-    pub fn upstream(body: RecvBody, call: Call, deadline: Option<Instant>) -> ProxyBody {
+    pub fn upstream(body: UpstreamBody, call: Call, deadline: Option<Instant>) -> ProxyBody {
         let done = body.is_end_stream();
         let call = if done {
             // A trailers-only or empty response: the head was the whole answer.
@@ -179,7 +180,7 @@ impl Body for ProxyBody {
 /// again.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<RecvBody>,
+    inner: Option<Incoming>,
     counted: Option<Arc<AtomicU64>>,
     keep: Option<Arc<super::retry::Replay>>,
     /// A replay: the kept data, then the kept trailers.
@@ -188,7 +189,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: RecvBody, counted: Option<Arc<AtomicU64>>) -> RequestBody {
+    pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
             counted,
@@ -220,12 +221,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
             if let Some(data) = this.queued.pop_front() {

@@ -11,8 +11,7 @@
 //! connection's answer waits for one trip through the scheduler, not for a timer.
 //!
 //! Output is copied into one buffer of up to [`LIMIT`] bytes; a write that would pass
-//! it sends the buffer first, so a blocked peer still pushes back. Reads pass through,
-//! after any bytes read ahead to tell the protocol (see [`Coalesce::with_read_ahead`]).
+//! it sends the buffer first, so a blocked peer still pushes back. Reads pass through.
 
 use std::io;
 use std::pin::Pin;
@@ -32,26 +31,15 @@ pub struct Coalesce<T> {
     written: usize,
     /// A flush was deferred once: the next one writes.
     deferred: bool,
-    /// Bytes read before this wrapper was made, returned by the first reads.
-    ahead: Vec<u8>,
-    ahead_read: usize,
 }
 
 impl<T> Coalesce<T> {
     pub fn new(io: T) -> Coalesce<T> {
-        Coalesce::with_read_ahead(io, Vec::new())
-    }
-
-    /// Like [`Coalesce::new`], for a stream whose first bytes were already read
-    /// (`ahead`): reads return them first.
-    pub fn with_read_ahead(io: T, ahead: Vec<u8>) -> Coalesce<T> {
         Coalesce {
             io,
             buf: Vec::new(),
             written: 0,
             deferred: false,
-            ahead,
-            ahead_read: 0,
         }
     }
 
@@ -98,19 +86,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.ahead_read < this.ahead.len() {
-            let rest = &this.ahead[this.ahead_read..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.ahead_read += n;
-            if this.ahead_read == this.ahead.len() {
-                this.ahead = Vec::new();
-                this.ahead_read = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -237,16 +213,6 @@ mod tests {
         let all = reader.await.unwrap();
         assert_eq!(all.len(), (LIMIT / 1000 + 1) * 1000);
         assert!(all.iter().all(|&b| b == 7));
-    }
-
-    #[tokio::test]
-    async fn bytes_read_ahead_come_first() {
-        let (near, mut far) = tokio::io::duplex(1024);
-        far.write_all(b"world").await.unwrap();
-        let mut io = Coalesce::with_read_ahead(near, b"hello ".to_vec());
-        let mut got = [0u8; 11];
-        io.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"hello world");
     }
 
     #[tokio::test]

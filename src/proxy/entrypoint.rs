@@ -1,7 +1,5 @@
 //! Entrypoints: listening sockets that speak HTTP/1.1 and h2c (prior knowledge) on
-//! one port. The first bytes of a connection tell them apart (the HTTP/2 preface):
-//! HTTP/2 is served on the `h2` crate by gantry's own loop (`h2_server`), HTTP/1.1 by
-//! hyper.
+//! one port. The first bytes of a connection tell them apart (the HTTP/2 preface).
 //!
 //! Shutdown stops accepting, asks every connection to finish (HTTP/2 GOAWAY, HTTP/1
 //! close after the current response) and waits for calls in flight, up to a limit.
@@ -11,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::coalesce::Coalesce;
@@ -20,9 +19,9 @@ use super::{ConnService, SharedTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 
-/// How long a new connection may take to send its first bytes (HTTP/1.1 request
-/// line or HTTP/2 preface), and an HTTP/1.1 request its headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Flow-control windows towards clients; see `upstream` for the reasoning.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// A bound entrypoint, not yet serving.
 pub struct Entrypoint {
@@ -113,12 +112,20 @@ impl Entrypoint {
         drain: Duration,
         access_log: Option<Arc<AccessLog>>,
     ) {
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let http1 = Arc::new(http1);
+            .header_read_timeout(Duration::from_secs(30));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let builder = Arc::new(builder);
         // Every connection task holds a clone; when all are gone, the drain is over.
         let (live, mut all_closed) = mpsc::channel::<()>(1);
         let idle_timeout = self.idle_timeout;
@@ -140,7 +147,7 @@ impl Entrypoint {
                         .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
                     let service = ConnService {
                         client_ip,
-                        activity,
+                        activity: activity.clone(),
                         table: table.clone(),
                         entrypoint: self.index,
                         entrypoint_name: self.name.clone(),
@@ -149,11 +156,33 @@ impl Entrypoint {
                         client,
                         proto: "http",
                     };
-                    let http1 = http1.clone();
+                    let builder = builder.clone();
                     let live = live.clone();
-                    let stop = shutdown.clone();
+                    let mut stop = shutdown.clone();
                     tokio::spawn(async move {
-                        serve_connection(stream, service, &http1, stop, idle_timeout).await;
+                        let conn = builder.serve_connection(TokioIo::new(Coalesce::new(stream)), service);
+                        tokio::pin!(conn);
+                        let mut closing = false;
+                        loop {
+                            tokio::select! {
+                                ended = conn.as_mut() => {
+                                    if let Err(e) = ended {
+                                        tracing::debug!(%client, error = %e, "client connection ended with an error");
+                                    }
+                                    break;
+                                }
+                                _ = stop.wait_for(|s| *s), if !closing => {
+                                    // GOAWAY (HTTP/2) or close after the response (HTTP/1).
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                                _ = idle(&activity, idle_timeout), if !closing => {
+                                    tracing::debug!(%client, "client connection idle: closing it");
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                            }
+                        }
                         drop(live);
                     });
                 }
@@ -171,62 +200,8 @@ impl Entrypoint {
     }
 }
 
-/// Serves one client connection, HTTP/2 or HTTP/1.1 by its first bytes.
-async fn serve_connection(
-    mut stream: TcpStream,
-    service: ConnService,
-    http1: &hyper::server::conn::http1::Builder,
-    mut stop: watch::Receiver<bool>,
-    idle_timeout: Option<Duration>,
-) {
-    let client = service.client;
-    let sniffed = tokio::select! {
-        sniffed = tokio::time::timeout(HEADER_READ_TIMEOUT, super::h2_server::sniff(&mut stream)) => sniffed,
-        _ = stop.wait_for(|s| *s) => return,
-    };
-    let (h2, ahead) = match sniffed {
-        Ok(Ok(read)) => read,
-        Ok(Err(e)) => {
-            tracing::debug!(%client, error = %e, "client connection failed before its first request");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%client, "client sent nothing within {HEADER_READ_TIMEOUT:?}: closing its connection");
-            return;
-        }
-    };
-    let io = Coalesce::with_read_ahead(stream, ahead);
-    if h2 {
-        return super::h2_server::serve(io, service, stop, idle_timeout).await;
-    }
-    let activity = service.activity.clone();
-    let conn = http1.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            ended = conn.as_mut() => {
-                if let Err(e) = ended {
-                    tracing::debug!(%client, error = %e, "client connection ended with an error");
-                }
-                break;
-            }
-            _ = stop.wait_for(|s| *s), if !closing => {
-                // Close after the response in progress.
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = idle(&activity, idle_timeout), if !closing => {
-                tracing::debug!(%client, "client connection idle: closing it");
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
-    }
-}
-
 /// Resolves when the connection has been idle for `timeout`; never without one.
-pub(super) async fn idle(activity: &Activity, timeout: Option<Duration>) {
+async fn idle(activity: &Activity, timeout: Option<Duration>) {
     match timeout {
         Some(t) => activity.idle(t).await,
         None => std::future::pending().await,

@@ -13,9 +13,7 @@ pub mod call;
 pub mod coalesce;
 mod deadline;
 mod entrypoint;
-mod h2_server;
 mod headers;
-mod pipe;
 pub mod respond;
 pub mod retry;
 pub mod upstream;
@@ -43,7 +41,6 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use body::{ProxyBody, RequestBody};
 use call::{record_refused, Call, LogContext, Scopes};
-use pipe::RecvBody;
 use respond::{failure, is_grpc, Failure};
 
 /// The routing table every entrypoint reads; swapped whole by the watcher.
@@ -75,15 +72,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
         let active = entrypoint::ActiveCall::start(&self.activity);
-        Box::pin(async move {
-            let req = req.map(RecvBody::Http1);
-            Ok(this.forward(req).await.map(|body| body.hold(active)))
-        })
+        Box::pin(async move { Ok(this.forward(req).await.map(|body| body.hold(active))) })
     }
 }
 
 impl ConnService {
-    async fn forward(self, req: Request<RecvBody>) -> Response<ProxyBody> {
+    async fn forward(self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let grpc = is_grpc(req.headers());
         let deadline = if grpc {
@@ -291,7 +285,7 @@ impl ConnService {
     }
 
     /// What the access log needs of this request, when logging is on.
-    fn log_context<B>(&self, req: &Request<B>) -> Option<Box<LogContext>> {
+    fn log_context(&self, req: &Request<Incoming>) -> Option<Box<LogContext>> {
         let log = self.access_log.as_ref()?;
         Some(Box::new(LogContext {
             log: log.clone(),

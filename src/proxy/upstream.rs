@@ -11,7 +11,7 @@
 //! a dispatch task), and the request body is sent by the call itself while it waits
 //! for the answer. A unary call's body has usually arrived with its head, so it is
 //! sent before the answer comes and the call costs no task of its own; only a body
-//! still streaming when the answer starts gets a task to finish it.
+//! still streaming when the answer starts gets a task to finish it (see [`Pump`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,11 +20,12 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -33,7 +34,6 @@ use tokio::net::TcpStream;
 
 use super::body::RequestBody;
 use super::coalesce::Coalesce;
-use super::pipe::{keepalive, H2Body, Pipe, RecvBody};
 use crate::dynamic::Scheme;
 
 /// How long dialling a server may take.
@@ -137,7 +137,10 @@ impl Upstream {
     /// When the server never saw the call (no connection could be made, or the
     /// connection closed before the request was written), the error hands the request
     /// back, so it can be sent elsewhere.
-    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<RecvBody>, SendError> {
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let not_sent = |error, request| SendError {
             error,
             request: Some(request),
@@ -173,18 +176,25 @@ impl Upstream {
                             })
                         }
                     };
-                let mut pump = (!end).then(|| Pipe::new(body, stream, h2::Reason::CANCEL));
+                let mut pump = (!end).then(|| Pump {
+                    body,
+                    stream,
+                    done: false,
+                });
                 let head = Answer {
                     pump: pump.as_mut(),
                     response,
                 }
                 .await;
-                if let Some(pump) = pump.filter(|p| !p.is_done() && head.is_ok()) {
+                if let Some(pump) = pump.filter(|p| !p.done && head.is_ok()) {
                     // A body still streaming (a client or bidi stream): its own task.
                     tokio::spawn(pump);
                 }
                 match head {
-                    Ok(res) => Ok(res.map(|recv| RecvBody::H2(H2Body::new(recv)))),
+                    Ok(res) => Ok(res.map(|recv| UpstreamBody::H2 {
+                        recv,
+                        data_done: false,
+                    })),
                     Err(e) => Err(SendError {
                         error: failed(e),
                         request: None,
@@ -196,7 +206,7 @@ impl Upstream {
             Kind::Http1(client) => client
                 .request(req)
                 .await
-                .map(|res| res.map(RecvBody::Http1))
+                .map(|res| res.map(UpstreamBody::Http1))
                 .map_err(|e| {
                     let error = if e.is_connect() {
                         let source = std::io::Error::other(
@@ -342,7 +352,7 @@ impl H2Pool {
                         tracing::debug!(%addr, error = %e, "upstream connection ended");
                     }
                 }
-                () = keepalive(ping, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT) => {
+                () = keepalive(ping) => {
                     tracing::debug!(%addr, "upstream connection answered no PING within {KEEPALIVE_TIMEOUT:?}: closing it");
                 }
             }
@@ -353,9 +363,90 @@ impl H2Pool {
     }
 }
 
+/// Returns when a PING goes unanswered (never without a ping handle).
+async fn keepalive(ping: Option<h2::PingPong>) {
+    let Some(mut ping) = ping else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            // A connection already gone ends by itself; a silent one is ended here.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// A call's request body on its way to an h2c server: data and trailers as they
+/// come, no faster than the server's flow-control window lets them out.
+struct Pump {
+    body: RequestBody,
+    stream: h2::SendStream<Bytes>,
+    /// The body is all sent (or the stream is gone).
+    done: bool,
+}
+
+impl Pump {
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.done {
+            // Wait for some window before reading more of the client's body; h2
+            // holds a chunk bigger than the window and sends it as it opens.
+            self.stream.reserve_capacity(1);
+            if self.stream.capacity() == 0 {
+                match ready!(self.stream.poll_capacity(cx)) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => self.done = true,
+                }
+                continue;
+            }
+            if self.stream.poll_reset(cx).is_ready() {
+                // The server reset the stream: nothing more to send.
+                self.done = true;
+                break;
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let end = self.body.is_end_stream();
+                        if self.stream.send_data(data, end).is_err() || end {
+                            self.done = true;
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            let _ = self.stream.send_trailers(trailers);
+                        }
+                        self.done = true;
+                    }
+                },
+                None => {
+                    let _ = self.stream.send_data(Bytes::new(), true);
+                    self.done = true;
+                }
+                Some(Err(_)) => {
+                    // The client's side broke: so does the server's.
+                    self.stream.send_reset(h2::Reason::CANCEL);
+                    self.done = true;
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Future for Pump {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().poll_send(cx)
+    }
+}
+
 /// Waits for a server's response head while sending the request body.
 struct Answer<'a> {
-    pump: Option<&'a mut Pipe<RequestBody>>,
+    pump: Option<&'a mut Pump>,
     response: h2::client::ResponseFuture,
 }
 
@@ -368,6 +459,63 @@ impl Future for Answer<'_> {
             let _ = pump.poll_send(cx);
         }
         Pin::new(&mut this.response).poll(cx)
+    }
+}
+
+/// A server's response body: h2c straight from `h2`, HTTP/1.1 from hyper.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    H2 {
+        recv: h2::RecvStream,
+        /// All data frames are in: the trailers (or the end) are next.
+        data_done: bool,
+    },
+    Http1(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::H2 { recv, data_done } => {
+                if !*data_done {
+                    match ready!(recv.poll_data(cx)) {
+                        Some(Ok(data)) => {
+                            // Passed on: the server may send as much again.
+                            let _ = recv.flow_control().release_capacity(data.len());
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                        None => *data_done = true,
+                    }
+                }
+                match ready!(recv.poll_trailers(cx)) {
+                    Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                    Ok(None) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e.into()))),
+                }
+            }
+            UpstreamBody::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H2 { recv, .. } => recv.is_end_stream(),
+            UpstreamBody::Http1(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H2 { .. } => SizeHint::default(),
+            UpstreamBody::Http1(body) => body.size_hint(),
+        }
     }
 }
 
