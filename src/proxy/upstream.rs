@@ -520,8 +520,7 @@ impl Body for UpstreamBody {
 }
 
 /// The stream, and a duplicate of its socket that can shut it down from outside
-/// (hyper owns the stream, and its connection task outlives any handle we hold).
-/// Out of descriptors, the stream alone.
+/// (the h2 connection task owns the stream). Out of descriptors, the stream alone.
 fn with_second_handle(
     stream: TcpStream,
 ) -> std::io::Result<(TcpStream, Option<std::net::TcpStream>)> {
