@@ -176,11 +176,13 @@ impl Body for ProxyBody {
 }
 
 /// A client's request body on its way to a server (counted for the access log when
-/// that is on, and kept for a retry when its router retries), or a kept body sent
-/// again.
+/// that is on, and kept for a retry when its router retries), a kept body sent
+/// again, or the request of an exchange (an HTTP/2 client's call to an HTTP/1.1
+/// server).
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
+    exchange: Option<Arc<super::exchange::Exchange>>,
     counted: Option<Arc<AtomicU64>>,
     keep: Option<Arc<super::retry::Replay>>,
     /// A replay: the kept data, then the kept trailers.
@@ -192,6 +194,7 @@ impl RequestBody {
     pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
+            exchange: None,
             counted,
             keep: None,
             queued: Default::default(),
@@ -203,10 +206,23 @@ impl RequestBody {
     pub fn replay(data: Vec<Bytes>, trailers: Option<http::HeaderMap>) -> RequestBody {
         RequestBody {
             inner: None,
+            exchange: None,
             counted: None,
             keep: None,
             queued: data.into(),
             trailers,
+        }
+    }
+
+    /// The request of an exchange, read out as the server takes it.
+    pub fn from_exchange(x: Arc<super::exchange::Exchange>) -> RequestBody {
+        RequestBody {
+            inner: None,
+            exchange: Some(x),
+            counted: None,
+            keep: None,
+            queued: Default::default(),
+            trailers: None,
         }
     }
 
@@ -228,6 +244,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(x) = &this.exchange {
+            return poll_exchange(x, cx);
+        }
         let Some(inner) = this.inner.as_mut() else {
             if let Some(data) = this.queued.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -259,6 +278,10 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(x) = &self.exchange {
+            let s = x.lock();
+            return s.req.end && s.req.is_drained();
+        }
         match &self.inner {
             Some(inner) => inner.is_end_stream(),
             None => self.queued.is_empty() && self.trailers.is_none(),
@@ -266,6 +289,14 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(x) = &self.exchange {
+            let s = x.lock();
+            return if s.req.end && s.req.trailers.is_none() {
+                SizeHint::with_exact(s.req.queued as u64)
+            } else {
+                SizeHint::default()
+            };
+        }
         match &self.inner {
             Some(inner) => inner.size_hint(),
             None => {
@@ -273,5 +304,42 @@ impl Body for RequestBody {
                 SizeHint::with_exact(n as u64)
             }
         }
+    }
+}
+
+/// The next frame of an exchange's request, for hyper's HTTP/1.1 client. A client
+/// that went away ends the body early (hyper then abandons the server's call).
+fn poll_exchange(
+    x: &Arc<super::exchange::Exchange>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    x.register_server(cx.waker());
+    let (frame, notify) = {
+        let mut s = x.lock();
+        s.server_turn();
+        if s.client_end.is_some() {
+            return Poll::Ready(None);
+        }
+        let frame = match s.req.take(usize::MAX) {
+            Some((data, owed)) => {
+                x.credit_client(owed);
+                Some(Frame::data(data))
+            }
+            None => match s.req.trailers.take() {
+                Some(t) => Some(Frame::trailers(t)),
+                None if s.req.end => return Poll::Ready(None),
+                None => None,
+            },
+        };
+        let notify =
+            s.req.released >= super::exchange::CREDIT_STEP && !s.req.end && s.notify_client();
+        (frame, notify)
+    };
+    if notify {
+        x.wake_client();
+    }
+    match frame {
+        Some(f) => Poll::Ready(Some(Ok(f))),
+        None => Poll::Pending,
     }
 }

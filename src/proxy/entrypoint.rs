@@ -1,5 +1,7 @@
 //! Entrypoints: listening sockets that speak HTTP/1.1 and h2c (prior knowledge) on
-//! one port. The first bytes of a connection tell them apart (the HTTP/2 preface).
+//! one port. The first bytes of a connection tell them apart: the HTTP/2 preface
+//! goes to gantry's own HTTP/2 ([`super::downstream`]), anything else to hyper's
+//! HTTP/1.1 server with those bytes put back in front.
 //!
 //! Shutdown stops accepting, asks every connection to finish (HTTP/2 GOAWAY, HTTP/1
 //! close after the current response) and waits for calls in flight, up to a limit.
@@ -9,19 +11,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::coalesce::Coalesce;
-use super::{ConnService, SharedTable};
+use super::downstream::Downstream;
+use super::service::ConnService;
+use super::{ConnCtx, SharedTable};
+use crate::http2::frame::PREFACE;
+use crate::http2::wire::Limits;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 
-/// Flow-control windows towards clients; see `upstream` for the reasoning.
-const STREAM_WINDOW: u32 = 1 << 20;
-const CONNECTION_WINDOW: u32 = 8 << 20;
+/// How long a new connection may take to send its first bytes (and an HTTP/1.1
+/// client its request head).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bound entrypoint, not yet serving.
 pub struct Entrypoint {
@@ -112,20 +117,12 @@ impl Entrypoint {
         drain: Duration,
         access_log: Option<Arc<AccessLog>>,
     ) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(Duration::from_secs(30));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .keep_alive_interval(Duration::from_secs(60))
-            .keep_alive_timeout(Duration::from_secs(20));
-        let builder = Arc::new(builder);
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let http1 = Arc::new(http1);
         // Every connection task holds a clone; when all are gone, the drain is over.
         let (live, mut all_closed) = mpsc::channel::<()>(1);
         let idle_timeout = self.idle_timeout;
@@ -142,12 +139,10 @@ impl Entrypoint {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let activity = Arc::new(Activity::default());
                     let client_ip = http::HeaderValue::from_str(&client.ip().to_string())
                         .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-                    let service = ConnService {
+                    let ctx = Arc::new(ConnCtx {
                         client_ip,
-                        activity: activity.clone(),
                         table: table.clone(),
                         entrypoint: self.index,
                         entrypoint_name: self.name.clone(),
@@ -155,34 +150,16 @@ impl Entrypoint {
                         access_log: access_log.clone(),
                         client,
                         proto: "http",
+                    });
+                    let conn = Conn {
+                        ctx,
+                        http1: http1.clone(),
+                        idle_timeout,
+                        stop: shutdown.clone(),
                     };
-                    let builder = builder.clone();
                     let live = live.clone();
-                    let mut stop = shutdown.clone();
                     tokio::spawn(async move {
-                        let conn = builder.serve_connection(TokioIo::new(Coalesce::new(stream)), service);
-                        tokio::pin!(conn);
-                        let mut closing = false;
-                        loop {
-                            tokio::select! {
-                                ended = conn.as_mut() => {
-                                    if let Err(e) = ended {
-                                        tracing::debug!(%client, error = %e, "client connection ended with an error");
-                                    }
-                                    break;
-                                }
-                                _ = stop.wait_for(|s| *s), if !closing => {
-                                    // GOAWAY (HTTP/2) or close after the response (HTTP/1).
-                                    conn.as_mut().graceful_shutdown();
-                                    closing = true;
-                                }
-                                _ = idle(&activity, idle_timeout), if !closing => {
-                                    tracing::debug!(%client, "client connection idle: closing it");
-                                    conn.as_mut().graceful_shutdown();
-                                    closing = true;
-                                }
-                            }
-                        }
+                        conn.serve(stream).await;
                         drop(live);
                     });
                 }
@@ -197,6 +174,163 @@ impl Entrypoint {
         {
             tracing::warn!(entrypoint = %self.name, "drain timeout: closing connections with calls in flight");
         }
+    }
+}
+
+/// One accepted connection, before it is known to be HTTP/1.1 or HTTP/2.
+struct Conn {
+    ctx: Arc<ConnCtx>,
+    http1: Arc<hyper::server::conn::http1::Builder>,
+    idle_timeout: Option<Duration>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Conn {
+    async fn serve(self, mut stream: TcpStream) {
+        let client = self.ctx.client;
+        let first = match tokio::time::timeout(HEADER_READ_TIMEOUT, sniff(&mut stream)).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(e)) => {
+                tracing::debug!(%client, error = %e, "client connection ended before a request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client, "client sent nothing in time: closing");
+                return;
+            }
+        };
+        let mut stop = self.stop;
+        if first.starts_with(PREFACE) {
+            let shutdown = Box::pin(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            Downstream::new(
+                stream,
+                &first,
+                self.ctx,
+                Limits::default(),
+                self.idle_timeout,
+                shutdown,
+            )
+            .await;
+            return;
+        }
+        let activity = Arc::new(Activity::default());
+        let service = ConnService {
+            ctx: self.ctx,
+            activity: activity.clone(),
+        };
+        let io = TokioIo::new(Rewind::new(first, stream));
+        let conn = self.http1.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%client, error = %e, "client connection ended with an error");
+                    }
+                    break;
+                }
+                _ = stop.wait_for(|s| *s), if !closing => {
+                    // Close after the response in progress.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = idle(&activity, self.idle_timeout), if !closing => {
+                    tracing::debug!(%client, "client connection idle: closing it");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the bytes are, or cannot be, the HTTP/2 preface.
+async fn sniff(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut first = Vec::with_capacity(PREFACE.len());
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        first.extend_from_slice(&buf[..n]);
+        let k = first.len().min(PREFACE.len());
+        if first.len() >= PREFACE.len() || first[..k] != PREFACE[..k] {
+            return Ok(first);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream with bytes already read put back in front of it.
+    struct Rewind<T> {
+        first: bytes::Bytes,
+        #[pin]
+        io: T,
+    }
+}
+
+impl<T> Rewind<T> {
+    fn new(first: Vec<u8>, io: T) -> Rewind<T> {
+        Rewind {
+            first: first.into(),
+            io,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.first.is_empty() {
+            let n = this.first.len().min(buf.remaining());
+            buf.put_slice(&this.first.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        this.io.poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

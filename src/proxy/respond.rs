@@ -61,15 +61,18 @@ const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Builds the response for a failure; `grpc` says whether the request was gRPC.
 pub fn failure(grpc: bool, failure: Failure, message: &str) -> Response<ProxyBody> {
-    let body = if grpc {
-        ProxyBody::empty()
-    } else {
-        ProxyBody::text(format!("{message}\n"))
+    let (head, text) = failure_head(grpc, failure, message);
+    let body = match text {
+        Some(t) => ProxyBody::text(t),
+        None => ProxyBody::empty(),
     };
-    let mut res = Response::new(body);
-    if !grpc {
-        *res.status_mut() = failure.http_status();
-    }
+    head.map(|()| body)
+}
+
+/// The head of a failure's response, and its text body (plain HTTP only; a gRPC
+/// failure is its head alone).
+pub fn failure_head(grpc: bool, failure: Failure, message: &str) -> (Response<()>, Option<String>) {
+    let mut res = Response::new(());
     let headers = res.headers_mut();
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -81,16 +84,17 @@ pub fn failure(grpc: bool, failure: Failure, message: &str) -> Response<ProxyBod
         if let Ok(v) = HeaderValue::from_str(&encoded) {
             headers.insert("grpc-message", v);
         }
-    } else {
-        if let Ok(v) = HeaderValue::from_str(message) {
-            headers.insert("x-gantry-error", v);
-        }
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        return (res, None);
     }
-    res
+    if let Ok(v) = HeaderValue::from_str(message) {
+        headers.insert("x-gantry-error", v);
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    *res.status_mut() = failure.http_status();
+    (res, Some(format!("{message}\n")))
 }
 
 /// Whether a request is gRPC: its content type is `application/grpc` or a subtype

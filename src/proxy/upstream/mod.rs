@@ -1,17 +1,20 @@
 //! Connections to one server.
 //!
-//! h2c servers get one multiplexed HTTP/2 connection, shared by every call (gRPC
-//! clients and servers are built for that) and re-dialled when it closes. The handle
-//! is read lock-free (`ArcSwapOption`); only dialling takes an async mutex, so a burst
-//! of calls to a fresh server makes one connection, not one each. HTTP/1.1 servers use
-//! hyper's pooled client, one connection per call in flight, kept alive between calls.
+//! Calls from HTTP/2 clients reach an h2c server as [`Exchange`]s over gantry's own
+//! HTTP/2 client ([`conn`], one multiplexed connection per server, see [`pool`]),
+//! and an HTTP/1.1 server through hyper's pooled client, a task per call
+//! ([`bridge`]). [`Upstream::open`] is that path.
 //!
-//! h2c calls go straight to the `h2` crate, not through hyper's client: the request
-//! head is handed to the connection in place (hyper's client queues it on a channel to
-//! a dispatch task), and the request body is sent by the call itself while it waits
-//! for the answer. A unary call's body has usually arrived with its head, so it is
-//! sent before the answer comes and the call costs no task of its own; only a body
-//! still streaming when the answer starts gets a task to finish it (see [`Pump`]).
+//! Calls from HTTP/1.1 clients (served by hyper) take [`Upstream::send`]: to an h2c
+//! server over a connection of the `h2` crate, shared by those calls; to an HTTP/1.1
+//! server through the same pooled client. On that path the request head is handed to
+//! the `h2` connection in place, and the request body is sent by the call itself
+//! while it waits for the answer; only a body still streaming when the answer starts
+//! gets a task to finish it (see [`Pump`]).
+
+pub mod bridge;
+pub mod conn;
+pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +37,10 @@ use tokio::net::TcpStream;
 
 use super::body::RequestBody;
 use super::coalesce::Coalesce;
+use super::exchange::{Exchange, Side};
 use crate::dynamic::Scheme;
 
-/// How long dialling a server may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub use conn::CONNECT_TIMEOUT;
 /// HTTP/2 flow-control windows towards servers: big enough that a multi-megabyte
 /// message is not throttled by round trips, small enough to bound buffering.
 const STREAM_WINDOW: u32 = 1 << 20;
@@ -64,17 +67,27 @@ pub enum UpstreamError {
     },
     #[error("scheme {0} is not supported for servers yet")]
     Unsupported(Scheme),
+    /// The server's GOAWAY came before the call could be sent.
+    #[error("{addr} is going away (GOAWAY) and took no more calls")]
+    GoingAway { addr: SocketAddr },
+    /// The connection closed before the call could be sent.
+    #[error("the connection to {addr} closed before the call was sent: {why}")]
+    Closed { addr: SocketAddr, why: Arc<str> },
+    /// One failure shared by every call it stopped.
+    #[error("{0}")]
+    Shared(Arc<UpstreamError>),
 }
 
 impl UpstreamError {
     /// True when the server never saw the call (safe to try elsewhere).
     pub fn is_connect(&self) -> bool {
-        matches!(
-            self,
+        match self {
             UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::Handshake { .. }
-        )
+            | UpstreamError::ConnectTimeout { .. }
+            | UpstreamError::Handshake { .. } => true,
+            UpstreamError::Shared(e) => e.is_connect(),
+            _ => false,
+        }
     }
 }
 
@@ -94,7 +107,12 @@ pub struct Upstream {
 }
 
 enum Kind {
-    H2(H2Pool),
+    H2 {
+        /// For calls from HTTP/2 clients.
+        pool: pool::Pool,
+        /// For calls from HTTP/1.1 clients.
+        h2: H2Pool,
+    },
     Http1(Box<Client<HttpConnector, RequestBody>>),
     Unsupported(Scheme),
 }
@@ -110,12 +128,15 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     pub fn new(addr: SocketAddr, scheme: Scheme) -> Upstream {
         let kind = match scheme {
-            Scheme::H2c => Kind::H2(H2Pool {
-                addr,
-                current: ArcSwapOption::empty(),
-                socket: ArcSwapOption::empty(),
-                dialling: tokio::sync::Mutex::new(()),
-            }),
+            Scheme::H2c => Kind::H2 {
+                pool: pool::Pool::new(addr),
+                h2: H2Pool {
+                    addr,
+                    current: ArcSwapOption::empty(),
+                    socket: ArcSwapOption::empty(),
+                    dialling: tokio::sync::Mutex::new(()),
+                },
+            },
             Scheme::Http => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
@@ -129,6 +150,39 @@ impl Upstream {
             other => Kind::Unsupported(other),
         };
         Upstream { addr, kind }
+    }
+
+    /// Hands a call from an HTTP/2 client to this server: `make` builds its exchange
+    /// given the server side it gets. A call that cannot be handed over comes back
+    /// with why (it went nowhere, and may go elsewhere).
+    pub fn open(
+        &self,
+        make: impl FnOnce(Side) -> Arc<Exchange>,
+    ) -> Result<Arc<Exchange>, (Arc<Exchange>, Arc<UpstreamError>)> {
+        match &self.kind {
+            Kind::H2 { pool, .. } => {
+                let handle = pool.handle();
+                let x = make(Side::Conn(handle.inbox.clone()));
+                match handle.inbox.push(x.clone()) {
+                    Ok(()) => Ok(x),
+                    Err(x) => {
+                        let why = Arc::new(UpstreamError::Closed {
+                            addr: self.addr,
+                            why: "it closed as the call was handed over".into(),
+                        });
+                        Err((x, why))
+                    }
+                }
+            }
+            Kind::Http1(client) => {
+                let x = make(Side::task());
+                bridge::spawn((**client).clone(), self.addr, x.clone());
+                Ok(x)
+            }
+            Kind::Unsupported(s) => {
+                Err((make(Side::task()), Arc::new(UpstreamError::Unsupported(*s))))
+            }
+        }
     }
 
     /// Sends a call. For HTTP/1.1 the request URI must be absolute (scheme and this
@@ -146,7 +200,7 @@ impl Upstream {
             request: Some(request),
         };
         match &self.kind {
-            Kind::H2(pool) => {
+            Kind::H2 { h2: pool, .. } => {
                 let conn = match pool.connection().await {
                     Ok(c) => c,
                     Err(error) => return Err(not_sent(error, req)),
@@ -237,7 +291,7 @@ impl Upstream {
     /// connection calls will use; HTTP/1.1 opens and closes a TCP connection.
     pub async fn connect(&self) -> Result<(), UpstreamError> {
         match &self.kind {
-            Kind::H2(pool) => pool.connection().await.map(drop),
+            Kind::H2 { pool, .. } => pool.connect().await,
             Kind::Http1(_) => {
                 let addr = self.addr;
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
@@ -254,7 +308,9 @@ impl Upstream {
     /// server whose drain time is over). The next call dials again. HTTP/1.1
     /// connections are left to finish: hyper's pool cannot close one in use.
     pub fn cut(&self) {
-        if let Kind::H2(pool) = &self.kind {
+        if let Kind::H2 { pool, h2 } = &self.kind {
+            pool.cut();
+            let pool = h2;
             pool.current.store(None);
             if let Some(socket) = pool.socket.swap(None) {
                 // The connection's own reads and writes fail at once; every stream
@@ -267,7 +323,9 @@ impl Upstream {
     /// Whether an HTTP/2 connection is open now (for the API and tests).
     pub fn is_connected(&self) -> bool {
         match &self.kind {
-            Kind::H2(pool) => pool.current.load().as_ref().is_some_and(|s| !s.is_closed()),
+            Kind::H2 { pool, h2 } => {
+                pool.is_connected() || h2.current.load().as_ref().is_some_and(|s| !s.is_closed())
+            }
             _ => false,
         }
     }

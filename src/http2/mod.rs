@@ -1,0 +1,21 @@
+//! gantry's own HTTP/2, built for proxying.
+//!
+//! A general HTTP/2 library serves every stream to a task of its own and keeps each
+//! connection's streams behind one lock; a proxy needs neither. Here one task owns
+//! each connection, client-facing or server-facing, and a call passes between the
+//! two as an [`crate::proxy::exchange::Exchange`]: the client connection puts the
+//! request in, the server connection takes it out and puts the response in. Frames
+//! are cut from one read buffer and written into one write buffer per connection,
+//! so a round of many calls costs one read and one write on each socket.
+//!
+//! - [`frame`]: the frame header, types, flags, error codes, and frame writers;
+//! - [`hpack`]: header compression (RFC 7541);
+//! - [`wire`]: one connection's framing state (settings, connection windows, header
+//!   blocks, PING and SETTINGS answers);
+//! - [`head`]: request and response heads to and from header blocks, with the
+//!   checks RFC 9113 §8 makes of them.
+
+pub mod frame;
+pub mod head;
+pub mod hpack;
+pub mod wire;

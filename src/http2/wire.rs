@@ -1,0 +1,797 @@
+//! One HTTP/2 connection's framing state, shared by both ends gantry plays: the
+//! read buffer cut into frames, the write buffer, both sides' settings, the
+//! connection-level flow-control windows, header blocks reassembled from
+//! CONTINUATION frames, and the HPACK contexts.
+//!
+//! Everything a frame means for the connection as a whole is handled here (SETTINGS
+//! and their ACK, PING answers, connection window updates, frame-size and ordering
+//! rules); what is left for the owner, stream by stream, comes out of
+//! [`Wire::next_frame`] as a [`Frame`]. Errors are [`ConnError`]s: the owner sends
+//! GOAWAY with the reason and closes.
+//!
+//! Buffers are allocated on first use and released when a connection goes idle,
+//! so ten thousand idle connections cost little more than their sockets.
+
+use std::borrow::Cow;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::frame::{self, flag, kind, setting, Head, Reason, HEAD_LEN};
+use super::hpack::{Decoder, Encoder};
+
+/// What one side of a connection advertises in its SETTINGS.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (the peer may open at most this many).
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window.
+    pub stream_window: u32,
+    /// The connection's receive window (raised from 65,535 by a WINDOW_UPDATE).
+    pub connection_window: u32,
+    /// SETTINGS_MAX_FRAME_SIZE.
+    pub max_frame_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_concurrent_streams: 1000,
+            stream_window: 1 << 20,
+            connection_window: 8 << 20,
+            max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
+            max_header_list_size: 64 << 10,
+        }
+    }
+}
+
+/// What the peer's SETTINGS said (RFC 9113 §6.5.2 initial values until then).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerSettings {
+    pub max_concurrent_streams: u32,
+    pub initial_window: u32,
+    pub max_frame_size: u32,
+    pub max_header_list_size: u32,
+}
+
+impl Default for PeerSettings {
+    fn default() -> PeerSettings {
+        PeerSettings {
+            max_concurrent_streams: u32::MAX,
+            initial_window: frame::DEFAULT_WINDOW,
+            max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
+            max_header_list_size: u32::MAX,
+        }
+    }
+}
+
+/// A connection error: GOAWAY with `reason`, `message` as its debug data.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct ConnError {
+    pub reason: Reason,
+    pub message: Cow<'static, str>,
+}
+
+impl ConnError {
+    pub fn new(reason: Reason, message: impl Into<Cow<'static, str>>) -> ConnError {
+        ConnError {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn protocol(message: &'static str) -> ConnError {
+        ConnError::new(Reason::PROTOCOL_ERROR, message)
+    }
+}
+
+/// A frame for the connection's owner: stream frames, and the connection-level
+/// events that change what it may do.
+#[derive(Debug)]
+pub enum Frame {
+    /// DATA: `flow` is the payload length counted against the windows (data plus
+    /// padding); the padding is already given back to the connection window.
+    Data {
+        stream: u32,
+        data: Bytes,
+        end: bool,
+        flow: usize,
+    },
+    /// A whole header block (HEADERS and its CONTINUATIONs).
+    Headers {
+        stream: u32,
+        end: bool,
+        block: Bytes,
+    },
+    Reset {
+        stream: u32,
+        reason: Reason,
+    },
+    /// A window grew: a stream's, or the connection's when `stream` is 0 (already
+    /// applied to [`Wire::send_window`]).
+    WindowUpdate {
+        stream: u32,
+        increment: u32,
+    },
+    GoAway {
+        last_stream: u32,
+        reason: Reason,
+        debug: Bytes,
+    },
+    /// The peer's SETTINGS were applied and acknowledged; `window_delta` is how much
+    /// every stream's send window changed.
+    Settings {
+        window_delta: i64,
+    },
+    /// One of our PINGs came back.
+    PingAck([u8; 8]),
+    /// A frame broke a rule of its stream only: reset it, the connection goes on.
+    StreamError {
+        stream: u32,
+        reason: Reason,
+    },
+}
+
+/// A header block arriving in pieces.
+#[derive(Debug)]
+struct Partial {
+    stream: u32,
+    end: bool,
+    block: Vec<u8>,
+    frames: usize,
+}
+
+/// Most CONTINUATION frames one header block may take: a block needs few, and a
+/// flood of empty ones would otherwise cost work without end.
+const MAX_CONTINUATIONS: usize = 64;
+
+/// Read buffer size: one read takes many small frames, or one whole big DATA frame.
+const READ_CHUNK: usize = 16 << 10;
+
+/// The framing state of one connection.
+pub struct Wire {
+    pub rbuf: BytesMut,
+    pub wbuf: Vec<u8>,
+    pub limits: Limits,
+    pub peer: PeerSettings,
+    pub decoder: Decoder,
+    pub encoder: Encoder,
+    /// What we may still send on the connection (may go negative? never: frames are
+    /// cut to fit).
+    pub send_window: i64,
+    /// What the peer may still send on the connection.
+    recv_window: i64,
+    /// Connection window consumed by frames the owner is done with, not yet given
+    /// back in a WINDOW_UPDATE.
+    recv_unannounced: usize,
+    partial: Option<Partial>,
+    /// The peer's connection preface is still to be read (we are the server).
+    expect_preface: bool,
+    /// The peer's first frame must be SETTINGS (RFC 9113 §3.4).
+    expect_settings: bool,
+}
+
+impl Wire {
+    /// A connection where we are the server: the client's preface comes first.
+    pub fn server(limits: Limits) -> Wire {
+        let mut w = Wire::new(limits);
+        w.expect_preface = true;
+        w.start();
+        w
+    }
+
+    /// A connection where we are the client: our preface goes first.
+    pub fn client(limits: Limits) -> Wire {
+        let mut w = Wire::new(limits);
+        w.wbuf.extend_from_slice(frame::PREFACE);
+        w.start();
+        w
+    }
+
+    fn new(limits: Limits) -> Wire {
+        Wire {
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            limits,
+            peer: PeerSettings::default(),
+            decoder: Decoder::new(4096),
+            encoder: Encoder::new(),
+            send_window: i64::from(frame::DEFAULT_WINDOW),
+            recv_window: i64::from(frame::DEFAULT_WINDOW),
+            recv_unannounced: 0,
+            partial: None,
+            expect_preface: false,
+            expect_settings: true,
+        }
+    }
+
+    /// Our SETTINGS, and the connection window raised to what we allow.
+    fn start(&mut self) {
+        let l = self.limits;
+        frame::put_settings(
+            &mut self.wbuf,
+            &[
+                (setting::ENABLE_PUSH, 0),
+                (setting::MAX_CONCURRENT_STREAMS, l.max_concurrent_streams),
+                (setting::INITIAL_WINDOW_SIZE, l.stream_window),
+                (setting::MAX_FRAME_SIZE, l.max_frame_size),
+                (setting::MAX_HEADER_LIST_SIZE, l.max_header_list_size),
+            ],
+        );
+        let extra = i64::from(l.connection_window) - i64::from(frame::DEFAULT_WINDOW);
+        if extra > 0 {
+            frame::put_window_update(&mut self.wbuf, 0, extra as u32);
+            self.recv_window += extra;
+        }
+    }
+
+    /// Makes room to read into, in chunks.
+    pub fn reserve_read(&mut self) {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+    }
+
+    /// Lets go of empty buffers (an idle connection keeps none).
+    pub fn release_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = Vec::new();
+        }
+    }
+
+    /// Gives `n` bytes of connection window back to the peer (data the owner passed
+    /// on or dropped); a WINDOW_UPDATE goes out once half the window is owed.
+    pub fn release(&mut self, n: usize) {
+        self.recv_unannounced += n;
+        if self.recv_unannounced >= self.limits.connection_window as usize / 2 {
+            self.announce();
+        }
+    }
+
+    fn announce(&mut self) {
+        let n = self.recv_unannounced.min(frame::MAX_WINDOW as usize);
+        if n > 0 {
+            frame::put_window_update(&mut self.wbuf, 0, n as u32);
+            self.recv_window += n as i64;
+            self.recv_unannounced -= n;
+        }
+    }
+
+    /// Writes a header block for `stream` (HEADERS, then CONTINUATIONs if needed).
+    pub fn headers(
+        &mut self,
+        stream: u32,
+        end: bool,
+        encode: impl FnOnce(&mut Encoder, &mut Vec<u8>),
+    ) {
+        let max = self.peer.max_frame_size as usize;
+        let encoder = &mut self.encoder;
+        frame::put_headers(&mut self.wbuf, stream, end, max, |dst| {
+            encoder.start_block(dst);
+            encode(encoder, dst);
+        });
+    }
+
+    /// Writes `data` as DATA frames of at most the peer's frame size; the caller
+    /// has checked the windows (and takes the connection window here).
+    pub fn data(&mut self, stream: u32, data: &[u8], end: bool) {
+        self.send_window -= data.len() as i64;
+        let max = self.peer.max_frame_size as usize;
+        if data.len() <= max {
+            frame::put_data(&mut self.wbuf, stream, data, end);
+            return;
+        }
+        let mut chunks = data.chunks(max).peekable();
+        while let Some(c) = chunks.next() {
+            frame::put_data(&mut self.wbuf, stream, c, end && chunks.peek().is_none());
+        }
+    }
+
+    /// The next whole frame in the read buffer, if one is there.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
+        loop {
+            if self.expect_preface {
+                let n = self.rbuf.len().min(frame::PREFACE.len());
+                if self.rbuf[..n] != frame::PREFACE[..n] {
+                    return Err(ConnError::protocol("the connection preface is malformed"));
+                }
+                if n < frame::PREFACE.len() {
+                    return Ok(None);
+                }
+                self.rbuf.advance(frame::PREFACE.len());
+                self.expect_preface = false;
+            }
+            if self.rbuf.len() < HEAD_LEN {
+                return Ok(None);
+            }
+            let mut h = [0u8; HEAD_LEN];
+            h.copy_from_slice(&self.rbuf[..HEAD_LEN]);
+            let head = Head::parse(&h);
+            if head.len > self.limits.max_frame_size as usize {
+                return Err(ConnError::new(
+                    Reason::FRAME_SIZE_ERROR,
+                    format!(
+                        "a frame of {} bytes is bigger than SETTINGS_MAX_FRAME_SIZE ({})",
+                        head.len, self.limits.max_frame_size
+                    ),
+                ));
+            }
+            if self.rbuf.len() < HEAD_LEN + head.len {
+                self.rbuf.reserve(HEAD_LEN + head.len - self.rbuf.len());
+                return Ok(None);
+            }
+            if self.expect_settings {
+                if head.kind != kind::SETTINGS || head.has(flag::ACK) {
+                    return Err(ConnError::protocol("the first frame must be SETTINGS"));
+                }
+                self.expect_settings = false;
+            }
+            self.rbuf.advance(HEAD_LEN);
+            let payload = self.rbuf.split_to(head.len);
+            if let Some(frame) = self.frame(head, payload)? {
+                return Ok(Some(frame));
+            }
+        }
+    }
+
+    fn frame(&mut self, head: Head, payload: BytesMut) -> Result<Option<Frame>, ConnError> {
+        if let Some(p) = &self.partial {
+            if head.kind != kind::CONTINUATION || head.stream != p.stream {
+                return Err(ConnError::protocol(
+                    "a header block was interrupted by another frame",
+                ));
+            }
+        }
+        match head.kind {
+            kind::DATA => self.data_frame(head, payload).map(Some),
+            kind::HEADERS => self.headers_frame(head, payload),
+            kind::CONTINUATION => self.continuation(head, payload),
+            kind::PRIORITY => {
+                if head.stream == 0 {
+                    return Err(ConnError::protocol("PRIORITY on stream 0"));
+                }
+                if payload.len() != 5 {
+                    return Ok(Some(Frame::StreamError {
+                        stream: head.stream,
+                        reason: Reason::FRAME_SIZE_ERROR,
+                    }));
+                }
+                if frame::read_u31(&payload) == head.stream {
+                    return Ok(Some(Frame::StreamError {
+                        stream: head.stream,
+                        reason: Reason::PROTOCOL_ERROR,
+                    }));
+                }
+                Ok(None)
+            }
+            kind::RST_STREAM => {
+                if head.stream == 0 {
+                    return Err(ConnError::protocol("RST_STREAM on stream 0"));
+                }
+                if payload.len() != 4 {
+                    return Err(ConnError::new(
+                        Reason::FRAME_SIZE_ERROR,
+                        "RST_STREAM is not 4 bytes",
+                    ));
+                }
+                Ok(Some(Frame::Reset {
+                    stream: head.stream,
+                    reason: Reason(frame::read_u32(&payload)),
+                }))
+            }
+            kind::SETTINGS => self.settings(head, &payload),
+            kind::PUSH_PROMISE => Err(ConnError::protocol("PUSH_PROMISE is not allowed here")),
+            kind::PING => {
+                if head.stream != 0 {
+                    return Err(ConnError::protocol("PING on a stream"));
+                }
+                let Ok(data) = <[u8; 8]>::try_from(&payload[..]) else {
+                    return Err(ConnError::new(
+                        Reason::FRAME_SIZE_ERROR,
+                        "PING is not 8 bytes",
+                    ));
+                };
+                if head.has(flag::ACK) {
+                    return Ok(Some(Frame::PingAck(data)));
+                }
+                frame::put_ping(&mut self.wbuf, true, data);
+                Ok(None)
+            }
+            kind::GOAWAY => {
+                if head.stream != 0 {
+                    return Err(ConnError::protocol("GOAWAY on a stream"));
+                }
+                if payload.len() < 8 {
+                    return Err(ConnError::new(
+                        Reason::FRAME_SIZE_ERROR,
+                        "GOAWAY is shorter than 8 bytes",
+                    ));
+                }
+                let last_stream = frame::read_u31(&payload);
+                let reason = Reason(frame::read_u32(&payload[4..]));
+                let mut payload = payload;
+                payload.advance(8);
+                Ok(Some(Frame::GoAway {
+                    last_stream,
+                    reason,
+                    debug: payload.freeze(),
+                }))
+            }
+            kind::WINDOW_UPDATE => {
+                if payload.len() != 4 {
+                    return Err(ConnError::new(
+                        Reason::FRAME_SIZE_ERROR,
+                        "WINDOW_UPDATE is not 4 bytes",
+                    ));
+                }
+                let increment = frame::read_u31(&payload);
+                if head.stream == 0 {
+                    if increment == 0 {
+                        return Err(ConnError::protocol("a connection WINDOW_UPDATE of 0"));
+                    }
+                    self.send_window += i64::from(increment);
+                    if self.send_window > i64::from(frame::MAX_WINDOW) {
+                        return Err(ConnError::new(
+                            Reason::FLOW_CONTROL_ERROR,
+                            "the connection window grew past 2^31-1",
+                        ));
+                    }
+                } else if increment == 0 {
+                    return Ok(Some(Frame::StreamError {
+                        stream: head.stream,
+                        reason: Reason::PROTOCOL_ERROR,
+                    }));
+                }
+                Ok(Some(Frame::WindowUpdate {
+                    stream: head.stream,
+                    increment,
+                }))
+            }
+            // Unknown frame types are ignored (RFC 9113 §4.1).
+            _ => Ok(None),
+        }
+    }
+
+    fn data_frame(&mut self, head: Head, mut payload: BytesMut) -> Result<Frame, ConnError> {
+        if head.stream == 0 {
+            return Err(ConnError::protocol("DATA on stream 0"));
+        }
+        let flow = payload.len();
+        if flow as i64 > self.recv_window {
+            return Err(ConnError::new(
+                Reason::FLOW_CONTROL_ERROR,
+                "DATA beyond the connection's flow-control window",
+            ));
+        }
+        self.recv_window -= flow as i64;
+        if head.has(flag::PADDED) {
+            let pad = strip_padding(&mut payload)?;
+            // Padding is never passed on: its window comes back at once.
+            self.release(pad + 1);
+        }
+        Ok(Frame::Data {
+            stream: head.stream,
+            data: payload.freeze(),
+            end: head.has(flag::END_STREAM),
+            flow,
+        })
+    }
+
+    fn headers_frame(
+        &mut self,
+        head: Head,
+        mut payload: BytesMut,
+    ) -> Result<Option<Frame>, ConnError> {
+        if head.stream == 0 {
+            return Err(ConnError::protocol("HEADERS on stream 0"));
+        }
+        if head.has(flag::PADDED) {
+            strip_padding(&mut payload)?;
+        }
+        if head.has(flag::PRIORITY) {
+            if payload.len() < 5 {
+                return Err(ConnError::new(
+                    Reason::FRAME_SIZE_ERROR,
+                    "HEADERS too short for its priority",
+                ));
+            }
+            if frame::read_u31(&payload) == head.stream {
+                payload.advance(5);
+                self.decode_and_drop(&payload)?;
+                return Ok(Some(Frame::StreamError {
+                    stream: head.stream,
+                    reason: Reason::PROTOCOL_ERROR,
+                }));
+            }
+            payload.advance(5);
+        }
+        let end = head.has(flag::END_STREAM);
+        if head.has(flag::END_HEADERS) {
+            return Ok(Some(Frame::Headers {
+                stream: head.stream,
+                end,
+                block: payload.freeze(),
+            }));
+        }
+        self.check_block_size(payload.len())?;
+        self.partial = Some(Partial {
+            stream: head.stream,
+            end,
+            block: payload.to_vec(),
+            frames: 1,
+        });
+        Ok(None)
+    }
+
+    fn continuation(&mut self, head: Head, payload: BytesMut) -> Result<Option<Frame>, ConnError> {
+        let Some(mut p) = self.partial.take() else {
+            return Err(ConnError::protocol("CONTINUATION without a header block"));
+        };
+        p.frames += 1;
+        if p.frames > MAX_CONTINUATIONS {
+            return Err(ConnError::new(
+                Reason::ENHANCE_YOUR_CALM,
+                "too many CONTINUATION frames in one header block",
+            ));
+        }
+        self.check_block_size(p.block.len() + payload.len())?;
+        p.block.extend_from_slice(&payload);
+        if head.has(flag::END_HEADERS) {
+            return Ok(Some(Frame::Headers {
+                stream: p.stream,
+                end: p.end,
+                block: Bytes::from(p.block),
+            }));
+        }
+        self.partial = Some(p);
+        Ok(None)
+    }
+
+    /// A compressed block may be somewhat bigger than the list it decodes to (literal
+    /// overhead), never by much: twice the list limit and more is abuse.
+    fn check_block_size(&self, len: usize) -> Result<(), ConnError> {
+        let max = (self.limits.max_header_list_size as usize)
+            .saturating_mul(2)
+            .max(16 << 10);
+        if len > max {
+            return Err(ConnError::new(
+                Reason::ENHANCE_YOUR_CALM,
+                format!("a header block of more than {max} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes a block whose stream is refused anyway, to keep HPACK in step.
+    fn decode_and_drop(&mut self, block: &[u8]) -> Result<(), ConnError> {
+        self.decoder
+            .decode(block, 0, |_| {})
+            .map(drop)
+            .map_err(|e| ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
+    }
+
+    fn settings(&mut self, head: Head, payload: &[u8]) -> Result<Option<Frame>, ConnError> {
+        if head.stream != 0 {
+            return Err(ConnError::protocol("SETTINGS on a stream"));
+        }
+        if head.has(flag::ACK) {
+            if !payload.is_empty() {
+                return Err(ConnError::new(
+                    Reason::FRAME_SIZE_ERROR,
+                    "a SETTINGS ACK with a payload",
+                ));
+            }
+            return Ok(None);
+        }
+        if payload.len() % 6 != 0 {
+            return Err(ConnError::new(
+                Reason::FRAME_SIZE_ERROR,
+                "SETTINGS is not a multiple of 6 bytes",
+            ));
+        }
+        let mut window_delta = 0i64;
+        for s in payload.chunks_exact(6) {
+            let id = u16::from_be_bytes([s[0], s[1]]);
+            let value = frame::read_u32(&s[2..]);
+            match id {
+                setting::HEADER_TABLE_SIZE => {
+                    // We never use more than the default, whatever the peer allows.
+                    self.encoder.set_max_table_size((value as usize).min(4096));
+                }
+                setting::ENABLE_PUSH if value > 1 => {
+                    return Err(ConnError::protocol("SETTINGS_ENABLE_PUSH is not 0 or 1"));
+                }
+                setting::MAX_CONCURRENT_STREAMS => self.peer.max_concurrent_streams = value,
+                setting::INITIAL_WINDOW_SIZE => {
+                    if value > frame::MAX_WINDOW {
+                        return Err(ConnError::new(
+                            Reason::FLOW_CONTROL_ERROR,
+                            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
+                        ));
+                    }
+                    window_delta += i64::from(value) - i64::from(self.peer.initial_window);
+                    self.peer.initial_window = value;
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME_SIZE..=frame::MAX_MAX_FRAME_SIZE).contains(&value)
+                    {
+                        return Err(ConnError::protocol("SETTINGS_MAX_FRAME_SIZE out of range"));
+                    }
+                    self.peer.max_frame_size = value;
+                }
+                setting::MAX_HEADER_LIST_SIZE => self.peer.max_header_list_size = value,
+                // Unknown settings are ignored (RFC 9113 §6.5.2).
+                _ => {}
+            }
+        }
+        frame::put_settings_ack(&mut self.wbuf);
+        Ok(Some(Frame::Settings { window_delta }))
+    }
+}
+
+/// Removes a frame's padding (its length byte first); returns the padding length.
+fn strip_padding(payload: &mut BytesMut) -> Result<usize, ConnError> {
+    let Some(&pad) = payload.first() else {
+        return Err(ConnError::new(
+            Reason::FRAME_SIZE_ERROR,
+            "a padded frame with no pad length",
+        ));
+    };
+    let pad = usize::from(pad);
+    if pad >= payload.len() {
+        return Err(ConnError::protocol("padding longer than the frame"));
+    }
+    payload.advance(1);
+    payload.truncate(payload.len() - pad);
+    Ok(pad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_after_handshake() -> Wire {
+        let mut w = Wire::server(Limits::default());
+        w.rbuf.extend_from_slice(frame::PREFACE);
+        let mut settings = Vec::new();
+        frame::put_settings(&mut settings, &[(setting::INITIAL_WINDOW_SIZE, 100)]);
+        w.rbuf.extend_from_slice(&settings);
+        match w.next_frame() {
+            Ok(Some(Frame::Settings { window_delta })) => assert_eq!(window_delta, 100 - 65_535),
+            other => panic!("want SETTINGS, got {other:?}"),
+        }
+        w.wbuf.clear();
+        w
+    }
+
+    fn feed(w: &mut Wire, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut b = Vec::new();
+        f(&mut b);
+        w.rbuf.extend_from_slice(&b);
+    }
+
+    #[test]
+    fn the_preface_and_settings_come_first() {
+        let mut w = Wire::server(Limits::default());
+        w.rbuf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n......");
+        assert!(w.next_frame().is_err());
+        let mut w = Wire::server(Limits::default());
+        w.rbuf.extend_from_slice(frame::PREFACE);
+        feed(&mut w, |b| frame::put_ping(b, false, [0; 8]));
+        let e = w.next_frame().unwrap_err();
+        assert_eq!(e.reason, Reason::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn a_split_frame_waits_for_the_rest() {
+        let mut w = server_after_handshake();
+        let mut b = Vec::new();
+        frame::put_data(&mut b, 1, b"hello", true);
+        w.rbuf.extend_from_slice(&b[..7]);
+        assert!(w.next_frame().unwrap().is_none());
+        w.rbuf.extend_from_slice(&b[7..]);
+        match w.next_frame().unwrap() {
+            Some(Frame::Data {
+                stream: 1,
+                data,
+                end: true,
+                flow: 5,
+            }) => assert_eq!(&data[..], b"hello"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn continuations_join_and_an_interruption_is_an_error() {
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| {
+            frame::put_head(b, 2, kind::HEADERS, flag::END_STREAM, 1);
+            b.extend_from_slice(b"ab");
+            frame::put_head(b, 1, kind::CONTINUATION, 0, 1);
+            b.extend_from_slice(b"c");
+            frame::put_head(b, 1, kind::CONTINUATION, flag::END_HEADERS, 1);
+            b.extend_from_slice(b"d");
+        });
+        match w.next_frame().unwrap() {
+            Some(Frame::Headers {
+                stream: 1,
+                end: true,
+                block,
+            }) => assert_eq!(&block[..], b"abcd"),
+            other => panic!("{other:?}"),
+        }
+        feed(&mut w, |b| {
+            frame::put_head(b, 1, kind::HEADERS, 0, 3);
+            b.push(0);
+            frame::put_ping(b, false, [1; 8]);
+        });
+        assert_eq!(w.next_frame().unwrap_err().reason, Reason::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn a_continuation_flood_is_cut_off() {
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| {
+            frame::put_head(b, 0, kind::HEADERS, 0, 1);
+            for _ in 0..100 {
+                frame::put_head(b, 0, kind::CONTINUATION, 0, 1);
+            }
+        });
+        assert_eq!(
+            w.next_frame().unwrap_err().reason,
+            Reason::ENHANCE_YOUR_CALM
+        );
+    }
+
+    #[test]
+    fn pings_are_answered_and_settings_acknowledged() {
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| frame::put_ping(b, false, [7; 8]));
+        assert!(w.next_frame().unwrap().is_none());
+        let mut want = Vec::new();
+        frame::put_ping(&mut want, true, [7; 8]);
+        assert_eq!(w.wbuf, want);
+    }
+
+    #[test]
+    fn data_past_the_connection_window_is_an_error() {
+        let mut w = server_after_handshake();
+        w.recv_window = 3;
+        feed(&mut w, |b| frame::put_data(b, 1, b"four", false));
+        assert_eq!(
+            w.next_frame().unwrap_err().reason,
+            Reason::FLOW_CONTROL_ERROR
+        );
+    }
+
+    #[test]
+    fn padding_is_stripped_and_its_window_returned() {
+        let mut w = server_after_handshake();
+        w.limits.connection_window = 4; // announce at 2 bytes owed
+        feed(&mut w, |b| {
+            frame::put_head(b, 1 + 3 + 2, kind::DATA, flag::PADDED, 1);
+            b.push(2);
+            b.extend_from_slice(b"abc");
+            b.extend_from_slice(&[0, 0]);
+        });
+        match w.next_frame().unwrap() {
+            Some(Frame::Data { data, flow: 6, .. }) => assert_eq!(&data[..], b"abc"),
+            other => panic!("{other:?}"),
+        }
+        let mut want = Vec::new();
+        frame::put_window_update(&mut want, 0, 3);
+        assert_eq!(w.wbuf, want);
+    }
+
+    #[test]
+    fn frames_bigger_than_allowed_are_refused() {
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| frame::put_head(b, 20_000, kind::DATA, 0, 1));
+        assert_eq!(w.next_frame().unwrap_err().reason, Reason::FRAME_SIZE_ERROR);
+    }
+}

@@ -1,0 +1,1023 @@
+//! One HTTP/2 client connection, served by one task.
+//!
+//! The task reads frames, and for each new stream decodes the request head, places
+//! the call ([`ConnCtx::place`]), rewrites the head for its server and hands it to
+//! the server's connection as an [`Exchange`]. Request data follows into the same
+//! exchange; answers come back through the connection's [`Inbox`] and go out as
+//! frames. Everything a round produced is written at once: under load, one read
+//! and one write serve many calls.
+//!
+//! What the router does for a call, here as in the HTTP/1.1 path: a gRPC call gets
+//! a trailers-only status for every failure gantry answers itself; a call no server
+//! saw is sent once more elsewhere, within the retry budget; a router's retries
+//! replay a call answered with a retryable status before anything streamed; the
+//! call's `grpc-timeout` is enforced (trailers-only or trailing
+//! DEADLINE_EXCEEDED, and the server's stream is cancelled); a client's reset
+//! cancels the server's stream.
+//!
+//! Connection-level rules (RFC 9113): stream ids grow, streams past
+//! SETTINGS_MAX_CONCURRENT_STREAMS are refused, flow control is enforced both ways,
+//! a malformed head resets its stream, a broken frame or header block ends the
+//! connection with GOAWAY. Shutdown and idle close send GOAWAY and let the open
+//! calls finish.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+use super::call::{Call, End};
+use super::deadline;
+use super::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
+use super::headers;
+use super::respond::{failure_head, is_grpc, Failure};
+use super::retry::RetryRule;
+use super::streams::StreamMap;
+use super::upstream::bridge;
+use super::{ConnCtx, Placement};
+use crate::balance::Endpoint;
+use crate::http2::frame::{self, Reason};
+use crate::http2::head::{self, HeadError};
+use crate::http2::wire::{ConnError, Frame, Limits, Wire};
+use crate::telemetry::Outcome;
+
+/// Output held before the task stops reading requests and taking answers.
+const WRITE_HIGH: usize = 256 << 10;
+
+/// A call's stream on this connection.
+struct Stream {
+    x: Arc<Exchange>,
+    call: Option<Call>,
+    grpc: bool,
+    deadline: Option<std::time::Instant>,
+    route_name: Arc<str>,
+    service_name: Arc<str>,
+    set_cookie: Option<HeaderValue>,
+    retry: Option<Arc<RetryRule>>,
+    attempts_left: u32,
+    /// The one retry of a call no server saw is used.
+    retried_unsent: bool,
+    bytes_in: Option<Arc<AtomicU64>>,
+    /// What the client may still send.
+    recv_window: i64,
+    /// The client's END_STREAM came (or it reset).
+    recv_closed: bool,
+    /// What we may still send.
+    send_window: i64,
+    head_sent: bool,
+    /// Listed in `blocked` already.
+    blocked: bool,
+}
+
+/// Serves one HTTP/2 client connection; resolves when it is closed.
+pub(crate) struct Downstream<T> {
+    io: T,
+    wire: Wire,
+    written: usize,
+    ctx: Arc<ConnCtx>,
+    inbox: Arc<Inbox>,
+    news: Vec<Arc<Exchange>>,
+    streams: StreamMap<Stream>,
+    /// Streams whose answer waits for window or write room.
+    blocked: Vec<u32>,
+    /// The highest stream id the client opened.
+    last_stream: u32,
+    /// A GOAWAY went out: no new streams; close once the last one ends.
+    closing: bool,
+    /// The connection ends once its output is written.
+    ending: bool,
+    read_closed: bool,
+    credit_seen: u64,
+    deadlines: BinaryHeap<Reverse<(std::time::Instant, u32)>>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    idle: Option<Duration>,
+    last_active: Instant,
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
+    /// A connection whose first bytes (the preface, maybe more) are `read`.
+    pub(crate) fn new(
+        io: T,
+        read: &[u8],
+        ctx: Arc<ConnCtx>,
+        limits: Limits,
+        idle: Option<Duration>,
+        shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Downstream<T> {
+        let mut wire = Wire::server(limits);
+        wire.rbuf.extend_from_slice(read);
+        let now = Instant::now();
+        Downstream {
+            io,
+            wire,
+            written: 0,
+            ctx,
+            inbox: Inbox::new(),
+            news: Vec::new(),
+            streams: StreamMap::default(),
+            blocked: Vec::new(),
+            last_stream: 0,
+            closing: false,
+            ending: false,
+            read_closed: false,
+            credit_seen: 0,
+            deadlines: BinaryHeap::new(),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            timer_at: None,
+            idle,
+            last_active: now,
+            shutdown,
+        }
+    }
+
+    fn pending_output(&self) -> usize {
+        self.wire.wbuf.len() - self.written
+    }
+
+    fn goaway(&mut self, reason: Reason, debug: &str) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        frame::put_goaway(
+            &mut self.wire.wbuf,
+            self.last_stream,
+            reason,
+            debug.as_bytes(),
+        );
+    }
+
+    /// A connection error: GOAWAY, every call cancelled, close after writing.
+    fn fail(&mut self, e: ConnError) {
+        tracing::debug!(client = %self.ctx.client, error = %e, "client broke HTTP/2");
+        self.closing = false;
+        self.goaway(e.reason, &e.message);
+        self.ending = true;
+        self.cancel_all();
+    }
+
+    fn cancel_all(&mut self) {
+        for (_, st) in self.streams.drain() {
+            st.x.cancel(Reason::CANCEL);
+            // The call is counted CANCELLED as it drops.
+        }
+        self.blocked.clear();
+    }
+
+    fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
+        match f {
+            Frame::Headers { stream, end, block } => self.on_headers(stream, end, &block)?,
+            Frame::Data {
+                stream,
+                data,
+                end,
+                flow,
+            } => self.on_data(stream, data, end, flow)?,
+            Frame::Reset { stream, .. } => {
+                if stream > self.last_stream {
+                    return Err(ConnError::new(
+                        Reason::PROTOCOL_ERROR,
+                        "RST_STREAM on an idle stream",
+                    ));
+                }
+                if let Some(st) = self.streams.remove(stream) {
+                    st.x.cancel(Reason::CANCEL);
+                    self.touch();
+                }
+            }
+            Frame::WindowUpdate { stream, increment } => {
+                if stream == 0 {
+                    self.pump_blocked();
+                } else if let Some(st) = self.streams.get_mut(stream) {
+                    st.send_window += i64::from(increment);
+                    if st.send_window > i64::from(frame::MAX_WINDOW) {
+                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
+                    } else {
+                        self.respond(stream);
+                    }
+                }
+            }
+            Frame::Settings { window_delta } => {
+                if window_delta != 0 {
+                    for (_, st) in self.streams.iter_mut() {
+                        st.send_window += window_delta;
+                    }
+                    self.pump_all();
+                }
+            }
+            Frame::GoAway { .. } => {
+                // The client opens no more streams; the open ones finish.
+                self.closing = true;
+            }
+            Frame::PingAck(_) => {}
+            Frame::StreamError { stream, reason } => self.reset(stream, reason),
+        }
+        Ok(())
+    }
+
+    /// Resets a stream: its call is cancelled on the server too.
+    fn reset(&mut self, id: u32, reason: Reason) {
+        frame::put_rst(&mut self.wire.wbuf, id, reason);
+        if let Some(st) = self.streams.remove(id) {
+            st.x.cancel(Reason::CANCEL);
+            self.touch();
+        }
+    }
+
+    fn touch(&mut self) {
+        if self.idle.is_some() {
+            self.last_active = Instant::now();
+        }
+    }
+
+    fn on_headers(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
+        let max = self.wire.limits.max_header_list_size as usize;
+        if self.streams.contains(id) {
+            return self.on_trailers(id, end, block, max);
+        }
+        if id % 2 == 0 || id <= self.last_stream {
+            // Decoded anyway: the compression context must stay in step.
+            let _ = head::decode_trailers(&mut self.wire.decoder, block, usize::MAX);
+            return Err(ConnError::new(
+                Reason::PROTOCOL_ERROR,
+                if id % 2 == 0 {
+                    "a client opened an even-numbered stream"
+                } else {
+                    "a stream id did not grow, or HEADERS came on a closed stream"
+                },
+            ));
+        }
+        self.last_stream = id;
+        let decoded = head::decode_request(&mut self.wire.decoder, block, max);
+        if self.closing {
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::REFUSED_STREAM);
+            return compression(decoded).map(drop);
+        }
+        if self.streams.len() >= self.wire.limits.max_concurrent_streams as usize {
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::REFUSED_STREAM);
+            return compression(decoded).map(drop);
+        }
+        let req = match decoded {
+            Ok(req) => req,
+            Err(HeadError::Compression(e)) => {
+                return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
+            }
+            Err(HeadError::TooLarge(_)) => {
+                self.wire.headers(id, true, |enc, dst| {
+                    head::encode_response(
+                        enc,
+                        http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        &http::HeaderMap::new(),
+                        dst,
+                    )
+                });
+                if !end {
+                    frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+                }
+                return Ok(());
+            }
+            Err(HeadError::Malformed(why)) => {
+                tracing::debug!(client = %self.ctx.client, stream = id, why, "malformed request");
+                frame::put_rst(&mut self.wire.wbuf, id, Reason::PROTOCOL_ERROR);
+                return Ok(());
+            }
+        };
+        self.dispatch(id, req, end);
+        Ok(())
+    }
+
+    fn on_trailers(
+        &mut self,
+        id: u32,
+        end: bool,
+        block: &[u8],
+        max: usize,
+    ) -> Result<(), ConnError> {
+        let trailers = match head::decode_trailers(&mut self.wire.decoder, block, max) {
+            Ok(t) => t,
+            Err(HeadError::Compression(e)) => {
+                return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
+            }
+            Err(_) => {
+                self.reset(id, Reason::PROTOCOL_ERROR);
+                return Ok(());
+            }
+        };
+        let Some(st) = self.streams.get_mut(id) else {
+            return Ok(());
+        };
+        if st.recv_closed || !end {
+            let reason = if st.recv_closed {
+                Reason::STREAM_CLOSED
+            } else {
+                Reason::PROTOCOL_ERROR
+            };
+            self.reset(id, reason);
+            return Ok(());
+        }
+        st.recv_closed = true;
+        let x = st.x.clone();
+        let notify = {
+            let mut s = x.lock();
+            s.req.trailers = Some(trailers);
+            s.req.end = true;
+            s.notify_server()
+        };
+        if notify {
+            let _ = x.wake_server();
+        }
+        Ok(())
+    }
+
+    /// Places a new call and hands it to its server.
+    fn dispatch(&mut self, id: u32, mut req: Request<()>, end: bool) {
+        let started = std::time::Instant::now();
+        self.touch();
+        let grpc = is_grpc(req.headers());
+        let deadline = if grpc {
+            deadline::grpc_timeout(req.headers()).and_then(|t| started.checked_add(t))
+        } else {
+            None
+        };
+        let placed = match self.ctx.place(&req, started, grpc) {
+            Placement::Placed(p) => p,
+            Placement::Refused(f, msg) => {
+                self.refuse(id, grpc, f, &msg, !end);
+                return;
+            }
+        };
+        let endpoint = placed.call.endpoint().clone();
+        if let Err(msg) = self.ctx.prepare(&mut req, &endpoint) {
+            placed.call.fail(Failure::Unreachable.outcome(grpc).0);
+            self.refuse(id, grpc, Failure::Unreachable, &msg, !end);
+            return;
+        }
+        let inbox = self.inbox.clone();
+        let opened = endpoint.upstream().open(|server| {
+            let x = Exchange::new(id, Side::Conn(inbox), server, req);
+            if end {
+                x.lock().req.end = true;
+            }
+            x
+        });
+        let (x, unsent) = match opened {
+            Ok(x) => (x, None),
+            Err((x, why)) => (x, Some(why)),
+        };
+        let attempts_left = placed.retry.as_ref().map_or(0, |r| r.attempts);
+        self.streams.insert(
+            id,
+            Stream {
+                x: x.clone(),
+                call: Some(placed.call),
+                grpc,
+                deadline,
+                route_name: placed.route_name,
+                service_name: placed.service_name,
+                set_cookie: placed.set_cookie,
+                retry: placed.retry,
+                attempts_left,
+                retried_unsent: false,
+                bytes_in: placed.bytes_in,
+                recv_window: i64::from(self.wire.limits.stream_window),
+                recv_closed: end,
+                send_window: i64::from(self.wire.peer.initial_window),
+                head_sent: false,
+                blocked: false,
+            },
+        );
+        if let Some(at) = deadline {
+            self.deadlines.push(Reverse((at, id)));
+        }
+        if let Some(why) = unsent {
+            x.end_server(ServerEnd::Unsent(why));
+        }
+    }
+
+    /// Answers a call gantry could not place (or send) itself.
+    fn refuse(&mut self, id: u32, grpc: bool, f: Failure, msg: &str, body_follows: bool) {
+        let (head, text) = failure_head(grpc, f, msg);
+        write_answer(&mut self.wire, id, &head, text.map(Bytes::from), i64::MAX);
+        if body_follows {
+            // The answer is whole: the client may stop sending.
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+        }
+    }
+
+    fn on_data(&mut self, id: u32, data: Bytes, end: bool, flow: usize) -> Result<(), ConnError> {
+        if id > self.last_stream {
+            return Err(ConnError::new(
+                Reason::PROTOCOL_ERROR,
+                "DATA on an idle stream",
+            ));
+        }
+        let Some(st) = self.streams.get_mut(id) else {
+            // A stream already answered and reset: its data is dropped.
+            self.wire.release(flow);
+            return Ok(());
+        };
+        if st.recv_closed {
+            self.wire.release(flow);
+            self.reset(id, Reason::STREAM_CLOSED);
+            return Ok(());
+        }
+        if flow as i64 > st.recv_window {
+            self.wire.release(flow);
+            self.reset(id, Reason::FLOW_CONTROL_ERROR);
+            return Ok(());
+        }
+        st.recv_window -= flow as i64;
+        st.recv_closed = end;
+        if let Some(b) = &st.bytes_in {
+            b.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        let x = st.x.clone();
+        let notify = {
+            let mut s = x.lock();
+            if s.server_end.is_some()
+                && !matches!(
+                    s.server_end,
+                    Some(ServerEnd::Unsent(_) | ServerEnd::Refused)
+                )
+            {
+                // Nobody will take it.
+                drop(s);
+                self.wire.release(data.len());
+                return Ok(());
+            }
+            s.req.push(data);
+            s.req.end = end;
+            s.notify_server()
+        };
+        if notify {
+            let _ = x.wake_server();
+        }
+        Ok(())
+    }
+
+    fn pump_blocked(&mut self) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        let blocked = std::mem::take(&mut self.blocked);
+        for id in blocked {
+            if let Some(st) = self.streams.get_mut(id) {
+                st.blocked = false;
+                self.respond(id);
+            }
+        }
+    }
+
+    fn pump_all(&mut self) {
+        for id in self.streams.ids() {
+            self.respond(id);
+        }
+    }
+
+    /// A call with news from its server side.
+    fn on_news(&mut self, x: Arc<Exchange>) {
+        let id = x.client_stream;
+        match self.streams.get(id) {
+            Some(st) if Arc::ptr_eq(&st.x, &x) => self.respond(id),
+            // An attempt replaced by a retry, or a call already over.
+            _ => x.lock().client_turn(),
+        }
+    }
+
+    /// Moves what a call's server side has for the client out as frames.
+    fn respond(&mut self, id: u32) {
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        let x = st.x.clone();
+        let mut s = x.lock();
+        s.client_turn();
+        // Request data the server took: the client may send as much again.
+        let credit = std::mem::take(&mut s.req.released);
+        if credit > 0 && !st.recv_closed && x.server_is_conn() {
+            frame::put_window_update(&mut self.wire.wbuf, id, credit as u32);
+            st.recv_window += credit as i64;
+        }
+        if !st.head_sent {
+            let Some(res) = s.res_head.take() else {
+                let Some(end) = s.server_end.clone() else {
+                    return;
+                };
+                drop(s);
+                self.unanswered(id, end);
+                return;
+            };
+            let ended = s.res.end && s.res.is_drained();
+            drop(s);
+            if self.retry_answer(id, &res, ended) {
+                return;
+            }
+            let Some(st) = self.streams.get_mut(id) else {
+                return;
+            };
+            let (mut parts, ()) = res.into_parts();
+            x.lock().req.forget();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            if let Some(cookie) = st.set_cookie.take() {
+                parts.headers.append(http::header::SET_COOKIE, cookie);
+            }
+            if let Some(call) = st.call.as_mut() {
+                call.respond(parts.status, &parts.headers);
+            }
+            self.wire.headers(id, ended, |enc, dst| {
+                head::encode_response(enc, parts.status, &parts.headers, dst)
+            });
+            st.head_sent = true;
+            if ended {
+                self.finish(id, End::Complete);
+                return;
+            }
+            s = x.lock();
+        }
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        // Data, as far as the windows and the write buffer allow.
+        let mut done = false;
+        loop {
+            let room = WRITE_HIGH.saturating_sub(self.wire.wbuf.len() - self.written);
+            let max = st
+                .send_window
+                .min(self.wire.send_window)
+                .min(room as i64)
+                .max(0) as usize;
+            match s.res.take(max) {
+                Some((data, owed)) => {
+                    let last = s.res.queued == 0 && s.res.end && s.res.trailers.is_none();
+                    st.send_window -= data.len() as i64;
+                    self.wire.data(id, &data, last);
+                    x.credit_server(owed);
+                    if let Some(call) = st.call.as_mut() {
+                        call.data(data.len());
+                    }
+                    if last {
+                        done = true;
+                        break;
+                    }
+                }
+                None if s.res.queued > 0 => {
+                    if !st.blocked {
+                        st.blocked = true;
+                        self.blocked.push(id);
+                    }
+                    break;
+                }
+                None => {
+                    if let Some(t) = s.res.trailers.take() {
+                        if let Some(call) = st.call.as_mut() {
+                            call.trailers(&t);
+                        }
+                        self.wire
+                            .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                        done = true;
+                    } else if s.res.end {
+                        frame::put_data(&mut self.wire.wbuf, id, &[], true);
+                        done = true;
+                    }
+                    break;
+                }
+            }
+        }
+        let broken = !done && s.res.queued == 0 && !s.res.end && s.server_end.is_some();
+        let tell_server = !done
+            && ((s.res.producer_waiting && s.res.queued < bridge::LIMIT)
+                || (x.server_is_conn() && s.res.released >= CREDIT_STEP && !s.res.end))
+            && {
+                s.res.producer_waiting = false;
+                s.notify_server()
+            };
+        drop(s);
+        if tell_server {
+            let _ = x.wake_server();
+        }
+        if done {
+            self.finish(id, End::Complete);
+        } else if broken {
+            // The server's answer broke off: so does the client's.
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::INTERNAL_ERROR);
+            self.finish(id, End::Broken);
+        }
+    }
+
+    /// The response went out whole (or broke): the stream is over on our side.
+    fn finish(&mut self, id: u32, end: End) {
+        let Some(mut st) = self.streams.remove(id) else {
+            return;
+        };
+        if let Some(call) = st.call.take() {
+            call.finish(end);
+        }
+        if !st.recv_closed {
+            // Answered before the client finished sending: it may stop now.
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+            st.x.cancel(Reason::CANCEL);
+        } else if end == End::Broken {
+            st.x.cancel(Reason::CANCEL);
+        }
+        self.touch();
+    }
+
+    /// Fails a call with an answer of gantry's own (if none started yet).
+    fn fail_call(&mut self, id: u32, f: Failure, msg: &str, outcome: Outcome) {
+        let Some(mut st) = self.streams.remove(id) else {
+            return;
+        };
+        if let Some(call) = st.call.take() {
+            call.fail(outcome);
+        }
+        st.x.cancel(Reason::CANCEL);
+        if st.head_sent {
+            frame::put_rst(&mut self.wire.wbuf, id, Reason::INTERNAL_ERROR);
+        } else {
+            let (head, text) = failure_head(st.grpc, f, msg);
+            write_answer(
+                &mut self.wire,
+                id,
+                &head,
+                text.map(Bytes::from),
+                st.send_window,
+            );
+            if !st.recv_closed {
+                frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+            }
+        }
+        self.touch();
+    }
+
+    /// The server side ended before answering: send the call elsewhere if that
+    /// is allowed, else fail it.
+    fn unanswered(&mut self, id: u32, end: ServerEnd) {
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        let Some(call) = st.call.as_ref() else {
+            return;
+        };
+        let endpoint = call.endpoint().clone();
+        let grpc = st.grpc;
+        let (unseen, error) = match &end {
+            ServerEnd::Unsent(e) => {
+                if e.is_connect() {
+                    endpoint.observe_unreachable(e.to_string());
+                }
+                (true, e.to_string())
+            }
+            ServerEnd::Refused => (
+                true,
+                "the server refused the stream (REFUSED_STREAM)".to_string(),
+            ),
+            ServerEnd::Reset(r) => (false, format!("the server reset the stream ({r})")),
+            ServerEnd::Lost(why) => (false, why.to_string()),
+        };
+        if unseen && !st.retried_unsent {
+            let headers = st.x.lock().req_head.as_ref().map(|h| h.headers().clone());
+            if let Some(next) =
+                headers.and_then(|h| self.ctx.retry_target(&st.service_name, &endpoint, &h))
+            {
+                tracing::debug!(service = %st.service_name, from = %endpoint.display(), to = %next.display(), %error, "retrying a call no server saw");
+                st.retried_unsent = true;
+                if self.resend(id, next, Failure::Unreachable.outcome(grpc).0) {
+                    return;
+                }
+            }
+        }
+        let st = match self.streams.get_mut(id) {
+            Some(st) => st,
+            None => return,
+        };
+        if st.attempts_left > 0 && st.retry.is_some() {
+            let headers = st.x.lock().req_head.as_ref().map(|h| h.headers().clone());
+            if let Some(next) = headers.and_then(|h| {
+                self.ctx
+                    .replay_target(&st.service_name, &endpoint, &h, true)
+            }) {
+                tracing::debug!(service = %st.service_name, from = %endpoint.display(), to = %next.display(), %error, "retrying a failed call its router retries");
+                st.attempts_left -= 1;
+                if self.resend(id, next, Outcome::Reset) {
+                    return;
+                }
+            }
+        }
+        let st = match self.streams.get(id) {
+            Some(st) => st,
+            None => return,
+        };
+        tracing::debug!(router = %st.route_name, service = %st.service_name, server = %endpoint.display(), %error, "upstream call failed");
+        let msg = format!(
+            "service {:?} of router {:?}: server {} failed: {error}",
+            st.service_name,
+            st.route_name,
+            endpoint.address()
+        );
+        self.fail_call(
+            id,
+            Failure::Unreachable,
+            &msg,
+            Failure::Unreachable.outcome(grpc).0,
+        );
+    }
+
+    /// A head-only answer its router retries: sends the call again. True if it did.
+    fn retry_answer(&mut self, id: u32, res: &Response<()>, ended: bool) -> bool {
+        let Some(st) = self.streams.get_mut(id) else {
+            return false;
+        };
+        let Some(rule) = st.retry.as_ref() else {
+            return false;
+        };
+        if st.attempts_left == 0 {
+            return false;
+        }
+        let Some(outcome) = rule.retryable(st.grpc, res.status(), res.headers(), ended) else {
+            return false;
+        };
+        let Some(endpoint) = st.call.as_ref().map(|c| c.endpoint().clone()) else {
+            return false;
+        };
+        let headers = st.x.lock().req_head.as_ref().map(|h| h.headers().clone());
+        let Some(next) = headers.and_then(|h| {
+            self.ctx
+                .replay_target(&st.service_name, &endpoint, &h, true)
+        }) else {
+            return false;
+        };
+        tracing::debug!(service = %st.service_name, from = %endpoint.display(), to = %next.display(), "retrying a call its router retries");
+        st.attempts_left -= 1;
+        self.resend(id, next, outcome)
+    }
+
+    /// Sends a stream's call again, to `next`, if its request was kept whole.
+    fn resend(&mut self, id: u32, next: Arc<Endpoint>, failed: Outcome) -> bool {
+        let Some(st) = self.streams.get_mut(id) else {
+            return false;
+        };
+        let old = st.x.clone();
+        let (head, flow) = {
+            let s = old.lock();
+            match (s.req_head.clone(), s.req.replay()) {
+                (Some(h), Some(f)) => (h, f),
+                _ => return false,
+            }
+        };
+        let mut head = head;
+        super::retarget(&mut head, &next);
+        let inbox = self.inbox.clone();
+        let opened = next
+            .upstream()
+            .open(|server| Exchange::with_request(id, Side::Conn(inbox), server, head, flow));
+        // The old attempt is over: its server side stops, its data is not owed twice.
+        old.abandon();
+        let (x, unsent) = match opened {
+            Ok(x) => (x, None),
+            Err((x, why)) => (x, Some(why)),
+        };
+        st.x = x.clone();
+        if let Some(call) = st.call.as_mut() {
+            call.retarget(next, failed);
+        }
+        if let Some(why) = unsent {
+            x.end_server(ServerEnd::Unsent(why));
+        }
+        true
+    }
+
+    /// Deadlines that passed: DEADLINE_EXCEEDED, trailers-only or trailing.
+    fn expire(&mut self, now: std::time::Instant) {
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(st) = self.streams.get_mut(id) else {
+                continue;
+            };
+            if st.deadline != Some(at) {
+                continue;
+            }
+            let outcome = Outcome::Grpc(Failure::Deadline.grpc_code());
+            if st.head_sent {
+                let t = deadline::exceeded_trailers();
+                self.wire
+                    .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                if let Some(mut st) = self.streams.remove(id) {
+                    if let Some(call) = st.call.take() {
+                        call.fail(outcome);
+                    }
+                    st.x.cancel(Reason::CANCEL);
+                    if !st.recv_closed {
+                        frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+                    }
+                }
+            } else {
+                let server = st.call.as_ref().map(|c| c.endpoint().address().to_string());
+                let msg = format!(
+                    "deadline exceeded: gantry ended the call after the client's grpc-timeout, waiting for server {} of service {:?}",
+                    server.unwrap_or_default(),
+                    st.service_name
+                );
+                self.fail_call(id, Failure::Deadline, &msg, outcome);
+            }
+        }
+    }
+
+    /// When the timer should next fire: the earliest deadline, or the idle check.
+    fn next_wake(&self) -> Option<Instant> {
+        let deadline = self
+            .deadlines
+            .peek()
+            .map(|Reverse((at, _))| Instant::from_std(*at));
+        let idle = match self.idle {
+            Some(idle) if self.streams.is_empty() && !self.closing => Some(self.last_active + idle),
+            _ => None,
+        };
+        match (deadline, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.next_wake() else {
+            self.timer_at = None;
+            return false;
+        };
+        if self.timer_at != Some(at) {
+            self.timer.as_mut().reset(at);
+            self.timer_at = Some(at);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.timer_at = None;
+        let now = Instant::now();
+        self.expire(now.into_std());
+        if let Some(idle) = self.idle {
+            if self.streams.is_empty() && !self.closing && now >= self.last_active + idle {
+                tracing::debug!(client = %self.ctx.client, "client connection idle: closing it");
+                self.goaway(Reason::NO_ERROR, "idle");
+            }
+        }
+        true
+    }
+
+    fn collect_credit(&mut self) {
+        let total = self.inbox.released();
+        let n = total - self.credit_seen;
+        if n > 0 {
+            self.credit_seen = total;
+            self.wire.release(n as usize);
+        }
+        self.inbox
+            .wake_when_released(total + u64::from(self.wire.limits.connection_window / 2));
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.read_closed || self.ending || self.pending_output() >= WRITE_HIGH {
+            return false;
+        }
+        self.wire.reserve_read();
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.wire.rbuf) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                // The client is gone: so are its calls.
+                self.read_closed = true;
+                self.ending = true;
+                self.cancel_all();
+                true
+            }
+            Poll::Ready(Ok(_)) => {
+                loop {
+                    match self.wire.next_frame() {
+                        Ok(Some(f)) => {
+                            if let Err(e) = self.on_frame(f) {
+                                self.fail(e);
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            self.fail(e);
+                            break;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+        let mut wrote = false;
+        while self.written < self.wire.wbuf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wire.wbuf[self.written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    wrote = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.written == self.wire.wbuf.len() && self.written > 0 {
+            self.wire.wbuf.clear();
+            self.written = 0;
+        }
+        Ok(wrote)
+    }
+}
+
+/// A whole answer gantry makes: the head, and a short body if any (sent only if
+/// the stream's window takes it whole).
+fn write_answer(wire: &mut Wire, id: u32, res: &Response<()>, body: Option<Bytes>, window: i64) {
+    let body = body.filter(|b| {
+        let n = b.len() as i64;
+        n <= window && n <= wire.send_window && b.len() <= wire.peer.max_frame_size as usize
+    });
+    wire.headers(id, body.is_none(), |enc, dst| {
+        head::encode_response(enc, res.status(), res.headers(), dst)
+    });
+    if let Some(b) = body {
+        wire.data(id, &b, true);
+    }
+}
+
+fn compression(decoded: Result<Request<()>, HeadError>) -> Result<(), ConnError> {
+    match decoded {
+        Err(HeadError::Compression(e)) => {
+            Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.inbox.register(cx.waker());
+        loop {
+            let mut progress = this.read(cx);
+            if !this.ending {
+                let mut news = std::mem::take(&mut this.news);
+                this.inbox.take(&mut news);
+                if !news.is_empty() {
+                    progress = true;
+                }
+                for x in news.drain(..) {
+                    this.on_news(x);
+                }
+                this.news = news;
+                this.collect_credit();
+                if this.poll_timer(cx) {
+                    progress = true;
+                }
+                if !this.closing && this.shutdown.as_mut().poll(cx).is_ready() {
+                    this.goaway(Reason::NO_ERROR, "shutting down");
+                    progress = true;
+                }
+            }
+            match this.write(cx) {
+                Ok(wrote) => {
+                    if wrote && this.pending_output() == 0 && !this.blocked.is_empty() {
+                        this.pump_blocked();
+                        progress = true;
+                    }
+                }
+                Err(()) => {
+                    this.cancel_all();
+                    return Poll::Ready(());
+                }
+            }
+            let over = this.ending || (this.closing && this.streams.is_empty());
+            if over && this.pending_output() == 0 {
+                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                this.cancel_all();
+                let _ = this.inbox.close();
+                return Poll::Ready(());
+            }
+            if !progress {
+                if this.streams.is_empty() {
+                    this.wire.release_buffers();
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+}
