@@ -80,9 +80,12 @@ async fn hashing_keeps_each_key_on_one_server_and_moves_few_when_one_joins() {
         "hash: {} of {KEYS} keys moved when a 5th server joined",
         moved.len()
     );
+    // 1/5 is what a ring moves on average; the new server's share of the ring
+    // varies by a few percent with the (random) addresses its points hash from, so
+    // the bound leaves room for that. Rehashing by modulo would move about 4/5.
     assert!(
-        moved.len() * 4 <= KEYS,
-        "{} of {KEYS} keys moved (more than 1/4)",
+        moved.len() * 10 <= KEYS * 3,
+        "{} of {KEYS} keys moved (more than 3/10)",
         moved.len()
     );
     assert!(!moved.is_empty(), "the new server got no keys");

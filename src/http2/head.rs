@@ -45,9 +45,10 @@ struct Fields {
 }
 
 impl Fields {
-    fn new() -> Fields {
+    fn new(capacity: usize) -> Fields {
         Fields {
-            headers: HeaderMap::new(),
+            // Room for what a proxy adds (X-Forwarded-*) without growing.
+            headers: HeaderMap::with_capacity(capacity),
             method: None,
             scheme: None,
             authority: None,
@@ -106,8 +107,13 @@ impl Fields {
     }
 }
 
-fn decode(decoder: &mut Decoder, block: &[u8], max_list: usize) -> Result<Fields, HeadError> {
-    let mut fields = Fields::new();
+fn decode(
+    decoder: &mut Decoder,
+    block: &[u8],
+    max_list: usize,
+    capacity: usize,
+) -> Result<Fields, HeadError> {
+    let mut fields = Fields::new(capacity);
     let decoded = decoder
         .decode(block, max_list, |h| fields.add(h))
         .map_err(classify)?;
@@ -137,7 +143,7 @@ pub fn decode_request(
     block: &[u8],
     max_list: usize,
 ) -> Result<Request<()>, HeadError> {
-    let f = decode(decoder, block, max_list)?;
+    let f = decode(decoder, block, max_list, 16)?;
     if f.status.is_some() {
         return Err(HeadError::Malformed(":status in a request"));
     }
@@ -192,7 +198,7 @@ pub fn decode_response(
     block: &[u8],
     max_list: usize,
 ) -> Result<Response<()>, HeadError> {
-    let f = decode(decoder, block, max_list)?;
+    let f = decode(decoder, block, max_list, 8)?;
     if f.method.is_some() || f.scheme.is_some() || f.authority.is_some() || f.path.is_some() {
         return Err(HeadError::Malformed(
             "a request pseudo-header in a response",
@@ -217,7 +223,7 @@ pub fn decode_trailers(
     block: &[u8],
     max_list: usize,
 ) -> Result<HeaderMap, HeadError> {
-    let f = decode(decoder, block, max_list)?;
+    let f = decode(decoder, block, max_list, 4)?;
     if f.method.is_some()
         || f.scheme.is_some()
         || f.authority.is_some()

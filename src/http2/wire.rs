@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_header_list_size: u32,
 }
 
+/// Windows big enough that a multi-megabyte message is not throttled by round
+/// trips, small enough to bound what a connection buffers (8 MiB at most).
 impl Default for Limits {
     fn default() -> Limits {
         Limits {

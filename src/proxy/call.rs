@@ -255,7 +255,8 @@ fn write_log(
 
 /// The `grpc-status` of a header block, if it has a valid one.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u8> {
-    let v = headers.get("grpc-status")?.as_bytes();
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let v = headers.get(&GRPC_STATUS)?.as_bytes();
     if v.is_empty() || v.len() > 2 {
         return None;
     }

@@ -18,7 +18,8 @@ const MAX_DIGITS: usize = 8;
 /// `1*8DIGIT` followed by `H`, `M`, `S`, `m`, `u` or `n`. A malformed value is no
 /// deadline here (the server still sees it and may refuse it).
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.as_bytes();
+    static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+    let v = headers.get(&GRPC_TIMEOUT)?.as_bytes();
     let (unit, digits) = v.split_last()?;
     if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
         return None;

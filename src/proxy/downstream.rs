@@ -96,6 +96,9 @@ pub(crate) struct Downstream<T> {
     /// The connection ends once its output is written.
     ending: bool,
     read_closed: bool,
+    /// The write was put off once, for other tasks to add to it.
+    deferred: bool,
+    deferral: crate::proxy::coalesce::Deferral,
     credit_seen: u64,
     deadlines: BinaryHeap<Reverse<(std::time::Instant, u32)>>,
     timer: Pin<Box<Sleep>>,
@@ -131,6 +134,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             closing: false,
             ending: false,
             read_closed: false,
+            deferred: false,
+            deferral: crate::proxy::coalesce::Deferral::here(),
             credit_seen: 0,
             deadlines: BinaryHeap::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -993,6 +998,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                     progress = true;
                 }
             }
+            if this.pending_output() > 0 && !this.deferred && !this.ending {
+                // Other calls' answers may be a task away: write them all at once.
+                this.deferred = true;
+                this.deferral.defer(cx);
+                return Poll::Pending;
+            }
+            this.deferred = false;
             match this.write(cx) {
                 Ok(wrote) => {
                     if wrote && this.pending_output() == 0 && !this.blocked.is_empty() {

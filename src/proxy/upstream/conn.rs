@@ -153,6 +153,9 @@ struct Conn<T> {
     /// A PING is out; the connection dies if it is not answered in time.
     ping_out: bool,
     last_read: Instant,
+    /// The write was put off once, for other tasks to add to it.
+    deferred: bool,
+    deferral: crate::proxy::coalesce::Deferral,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -175,6 +178,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             timer: Box::pin(tokio::time::sleep_until(now + KEEPALIVE_INTERVAL)),
             ping_out: false,
             last_read: now,
+            deferred: false,
+            deferral: crate::proxy::coalesce::Deferral::here(),
         }
     }
 
@@ -238,7 +243,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             self.wire
                 .headers(id, end, |enc, dst| head::encode_request(enc, req, dst));
         }
+        // A client side driven by its own task reads its body only once the stream
+        // is open: tell it.
+        let tell_client = !end && !x.client_is_conn() && s.notify_client();
         drop(s);
+        if tell_client {
+            x.wake_client();
+        }
         let window = i64::from(self.wire.peer.initial_window);
         self.streams.insert(
             id,
@@ -304,7 +315,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 }
             }
         }
-        if s.req.released >= CREDIT_STEP && !s.req.end {
+        if (s.req.released >= CREDIT_STEP && !s.req.end)
+            || (s.req.producer_waiting && s.req.queued < super::task::LIMIT)
+        {
+            s.req.producer_waiting = false;
             tell_client = s.notify_client();
         }
         let done = st.sent_end && st.recv_end;
@@ -672,6 +686,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                 this.collect_credit();
                 this.poll_keepalive(cx);
             }
+            if this.pending_output() > 0 && !this.deferred && this.ending.is_none() {
+                // Other clients' calls may be a task away: send them all at once.
+                this.deferred = true;
+                this.deferral.defer(cx);
+                return Poll::Pending;
+            }
+            this.deferred = false;
             match this.poll_write(cx) {
                 Ok(wrote) => {
                     if wrote && this.pending_output() == 0 && !this.blocked.is_empty() {
