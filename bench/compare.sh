@@ -6,8 +6,10 @@
 #   ROUNDS=3 CALLS=100000 bench/compare.sh
 #
 # Layout: each proxy runs one worker/thread pinned to core 1 (PROXY_CPU); h2load
-# (one thread) and two single-threaded h2c gRPC backends (examples/backend.rs) share
-# core 0 (LOAD_CPU). Load: 16 connections x 32 streams of unary Echo calls with a
+# (one thread) and two single-threaded h2c gRPC backends (examples/bench_backend.rs:
+# tonic, answering with the payload and nothing else) share core 0 (LOAD_CPU).
+# Every proxy adds X-Forwarded-For (HAProxy `option forwardfor`, nginx
+# `grpc_set_header`), as gantry always does. Load: 16 connections x 32 streams of unary Echo calls with a
 # 10-byte and a 4 KiB message. Contestants are interleaved (direct, gantry, haproxy,
 # nginx, direct, ...) so drift on a shared machine hits them alike.
 #
@@ -56,9 +58,9 @@ if ! need h2load || ! need haproxy || ! need nginx || ! need taskset; then
 fi
 
 echo "building gantry and the backend (release)..." >&2
-(cd "$ROOT" && cargo build --release --locked -q --bin gantry --example backend --example loadgen)
+(cd "$ROOT" && cargo build --release --locked -q --bin gantry --example bench_backend --example loadgen)
 GANTRY=$ROOT/target/release/gantry
-BACKEND=$ROOT/target/release/examples/backend
+BACKEND=$ROOT/target/release/examples/bench_backend
 LOADGEN=$ROOT/target/release/examples/loadgen
 
 # The idle-connection case needs a descriptor per connection in each process.
@@ -87,8 +89,8 @@ wait_port() {
   echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
 }
 
-taskset -c "$LOAD_CPU" "$BACKEND" --single-thread --name b1 --addr 127.0.0.1:$B1 >/dev/null & PIDS+=($!)
-taskset -c "$LOAD_CPU" "$BACKEND" --single-thread --name b2 --addr 127.0.0.1:$B2 >/dev/null & PIDS+=($!)
+taskset -c "$LOAD_CPU" "$BACKEND" --name b1 --addr 127.0.0.1:$B1 >/dev/null & PIDS+=($!)
+taskset -c "$LOAD_CPU" "$BACKEND" --name b2 --addr 127.0.0.1:$B2 >/dev/null & PIDS+=($!)
 wait_port $B1; wait_port $B2
 
 # gantry: one worker thread, the two backends as one h2c service.
@@ -138,6 +140,7 @@ defaults
   timeout server 60s
 frontend fe
   bind 127.0.0.1:$PH proto h2
+  option forwardfor
   default_backend be
 backend be
   balance roundrobin
@@ -168,7 +171,10 @@ http {
   server {
     listen 127.0.0.1:$PN http2;
     http2_max_concurrent_streams 128;
-    location / { grpc_pass grpc://backends; }
+    location / {
+      grpc_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      grpc_pass grpc://backends;
+    }
   }
 }
 EOF

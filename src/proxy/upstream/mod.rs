@@ -68,8 +68,7 @@ impl UpstreamError {
     /// True when the server never saw the call (safe to try elsewhere).
     pub fn is_connect(&self) -> bool {
         match self {
-            UpstreamError::Connect { .. }
-            | UpstreamError::ConnectTimeout { .. } => true,
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => true,
             UpstreamError::Shared(e) => e.is_connect(),
             _ => false,
         }

@@ -35,7 +35,12 @@ pub async fn send(
 ) -> Result<Response<ExchangeBody>, SendError> {
     let (parts, body) = req.into_parts();
     let end = body.is_end_stream();
-    let x = Exchange::new(0, Side::task(), Side::Conn(handle.inbox.clone()), Request::from_parts(parts, ()));
+    let x = Exchange::new(
+        0,
+        Side::task(),
+        Side::Conn(handle.inbox.clone()),
+        Request::from_parts(parts, ()),
+    );
     if end {
         x.lock().req.end = true;
     }
@@ -74,9 +79,7 @@ pub async fn send(
                 // A body still streaming (a client or bidi stream): its own task.
                 tokio::spawn(pump);
             }
-            let body = ExchangeBody {
-                x: guard.0.take(),
-            };
+            let body = ExchangeBody { x: guard.0.take() };
             Ok(res.map(|()| body))
         }
         Err(end) => {
@@ -263,9 +266,10 @@ impl Body for ExchangeBody {
                 None => match s.res.trailers.take() {
                     Some(t) => Some(Ok(Frame::trailers(t))),
                     None if s.res.end => return Poll::Ready(None),
-                    None => s.server_end.as_ref().map(|end| {
-                        Err(format!("the server's answer broke off: {end:?}").into())
-                    }),
+                    None => s
+                        .server_end
+                        .as_ref()
+                        .map(|end| Err(format!("the server's answer broke off: {end:?}").into())),
                 },
             };
             let notify = s.res.released >= CREDIT_STEP && !s.res.end && s.notify_server();
