@@ -108,9 +108,10 @@ impl Call {
     pub fn respond(&mut self, status: http::StatusCode, headers: &HeaderMap) {
         // Time to response headers is what p2c weighs a server by (streams can last
         // for hours; their first answer says how loaded the server is).
+        let now = Instant::now();
         self.endpoint
             .latency()
-            .observe(self.started.elapsed(), Instant::now());
+            .observe(now.saturating_duration_since(self.started), now);
         self.http_status = status.as_u16();
         if let Some(code) = grpc_status(headers) {
             self.grpc_status = Some(code);

@@ -105,6 +105,8 @@ pub(crate) struct Downstream<T> {
     timer_at: Option<Instant>,
     idle: Option<Duration>,
     last_active: Instant,
+    /// A call started or ended this round.
+    active: bool,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -142,6 +144,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             timer_at: None,
             idle,
             last_active: now,
+            active: false,
             shutdown,
         }
     }
@@ -240,10 +243,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         }
     }
 
+    /// Notes activity for the idle timeout (the clock is read once per round).
     fn touch(&mut self) {
-        if self.idle.is_some() {
-            self.last_active = Instant::now();
-        }
+        self.active = true;
     }
 
     fn on_headers(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
@@ -369,13 +371,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             return;
         }
         let inbox = self.inbox.clone();
-        let opened = endpoint.upstream().open(|server| {
-            let x = Exchange::new(id, Side::Conn(inbox), server, req);
-            if end {
-                x.lock().req.end = true;
-            }
-            x
-        });
+        let opened = endpoint
+            .upstream()
+            .open(|server| Exchange::new(id, Side::Conn(inbox), server, req, end));
         let (x, unsent) = match opened {
             Ok(x) => (x, None),
             Err((x, why)) => (x, Some(why)),
@@ -533,7 +531,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             };
             let (mut parts, ()) = res.into_parts();
             x.lock().req.forget();
-            headers::strip_hop_by_hop(&mut parts.headers, false);
+            if parts.version != http::Version::HTTP_2 {
+                // An HTTP/1.1 server's (HTTP/2 heads were checked as they were read).
+                headers::strip_hop_by_hop(&mut parts.headers, false);
+            }
             if let Some(cookie) = st.set_cookie.take() {
                 parts.headers.append(http::header::SET_COOKIE, cookie);
             }
@@ -990,6 +991,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                 }
                 this.news = news;
                 this.collect_credit();
+                if std::mem::take(&mut this.active) && this.idle.is_some() {
+                    this.last_active = Instant::now();
+                }
                 if this.poll_timer(cx) {
                     progress = true;
                 }

@@ -244,12 +244,19 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    /// A call whose request head is ready; `keep` keeps its body for a retry.
-    pub fn new(client_stream: u32, client: Side, server: Side, head: Request<()>) -> Arc<Exchange> {
+    /// A call whose request head is ready (`end`: and is the whole request).
+    pub fn new(
+        client_stream: u32,
+        client: Side,
+        server: Side,
+        head: Request<()>,
+        end: bool,
+    ) -> Arc<Exchange> {
         let state = State {
             req_head: Some(head),
             req: Flow {
                 keep: true,
+                end,
                 ..Flow::default()
             },
             ..State::default()
@@ -551,7 +558,7 @@ mod tests {
     #[test]
     fn an_inbox_wakes_once_per_batch_and_refuses_when_closed() {
         let inbox = Inbox::new();
-        let x = Exchange::new(1, Side::task(), Side::task(), Request::new(()));
+        let x = Exchange::new(1, Side::task(), Side::task(), Request::new(()), true);
         assert!(inbox.push(x.clone()).is_ok());
         assert!(inbox.push(x.clone()).is_ok());
         let mut out = Vec::new();

@@ -233,8 +233,13 @@ impl ConnCtx {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let h2 = endpoint.scheme() == Scheme::H2c;
+        let from_h2 = req.version() == Version::HTTP_2;
         let headers = req.headers_mut();
-        headers::strip_hop_by_hop(headers, h2);
+        if !(h2 && from_h2) {
+            // HTTP/2 heads carry no hop-by-hop fields (checked as they were read),
+            // so only a hop from or to HTTP/1.1 has any to drop.
+            headers::strip_hop_by_hop(headers, h2);
+        }
         headers::add_forwarded(headers, &self.client_ip, self.proto, host);
         let target = if h2 {
             // HTTP/2 carries the host in :authority; a Host header beside it is redundant.

@@ -35,15 +35,8 @@ pub async fn send(
 ) -> Result<Response<ExchangeBody>, SendError> {
     let (parts, body) = req.into_parts();
     let end = body.is_end_stream();
-    let x = Exchange::new(
-        0,
-        Side::task(),
-        Side::Conn(handle.inbox.clone()),
-        Request::from_parts(parts, ()),
-    );
-    if end {
-        x.lock().req.end = true;
-    }
+    let head = Request::from_parts(parts, ());
+    let x = Exchange::new(0, Side::task(), Side::Conn(handle.inbox.clone()), head, end);
     if let Err(x) = handle.inbox.push(x.clone()) {
         let error = UpstreamError::Closed {
             addr,
