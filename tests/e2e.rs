@@ -12,6 +12,7 @@ mod dashboard;
 mod deadlines;
 mod ecs;
 mod http;
+mod http2;
 mod lifecycle;
 mod outliers;
 mod proxy;

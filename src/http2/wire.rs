@@ -294,6 +294,24 @@ impl Wire {
         }
     }
 
+    /// Writes one DATA frame of `len` bytes that `fill` appends (the caller has
+    /// checked the windows and the peer's frame size; the connection window is
+    /// taken here).
+    pub fn data_with(
+        &mut self,
+        stream: u32,
+        len: usize,
+        end: bool,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.send_window -= len as i64;
+        let flags = if end { flag::END_STREAM } else { 0 };
+        frame::put_head(&mut self.wbuf, len, kind::DATA, flags, stream);
+        let before = self.wbuf.len();
+        fill(&mut self.wbuf);
+        debug_assert_eq!(self.wbuf.len() - before, len);
+    }
+
     /// The next whole frame in the read buffer, if one is there.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {

@@ -52,6 +52,10 @@ use crate::telemetry::Outcome;
 
 /// Output held before the task stops reading requests and taking answers.
 const WRITE_HIGH: usize = 256 << 10;
+/// A client silent this long gets a PING; one that does not answer it in
+/// [`KEEPALIVE_TIMEOUT`] is gone (vanished without a FIN) and its calls end.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A call's stream on this connection.
 struct Stream {
@@ -96,6 +100,8 @@ pub(crate) struct Downstream<T> {
     /// The connection ends once its output is written.
     ending: bool,
     read_closed: bool,
+    /// The read buffer holds bytes no frame was cut from yet (the first ones).
+    unread: bool,
     /// The write was put off once, for other tasks to add to it.
     deferred: bool,
     deferral: crate::proxy::coalesce::Deferral,
@@ -107,6 +113,11 @@ pub(crate) struct Downstream<T> {
     last_active: Instant,
     /// A call started or ended this round.
     active: bool,
+    /// When the client last sent anything (read once per round it did).
+    last_read: Instant,
+    read_some: bool,
+    /// A keep-alive PING is out and must be answered by then.
+    ping_due: Option<Instant>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -136,6 +147,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             closing: false,
             ending: false,
             read_closed: false,
+            unread: true,
             deferred: false,
             deferral: crate::proxy::coalesce::Deferral::here(),
             credit_seen: 0,
@@ -145,6 +157,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             idle,
             last_active: now,
             active: false,
+            last_read: now,
+            read_some: false,
+            ping_due: None,
             shutdown,
         }
     }
@@ -228,7 +243,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 // The client opens no more streams; the open ones finish.
                 self.closing = true;
             }
-            Frame::PingAck(_) => {}
+            Frame::PingAck(_) => self.ping_due = None,
             Frame::StreamError { stream, reason } => self.reset(stream, reason),
         }
         Ok(())
@@ -554,7 +569,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         let Some(st) = self.streams.get_mut(id) else {
             return;
         };
-        // Data, as far as the windows and the write buffer allow.
+        // Data, as far as the windows and the write buffer allow; whatever is
+        // queued (many small messages, say) leaves as one frame.
         let mut done = false;
         loop {
             let room = WRITE_HIGH.saturating_sub(self.wire.wbuf.len() - self.written);
@@ -562,43 +578,46 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 .send_window
                 .min(self.wire.send_window)
                 .min(room as i64)
+                .min(i64::from(self.wire.peer.max_frame_size))
                 .max(0) as usize;
-            match s.res.take(max) {
-                Some((data, owed)) => {
-                    let last = s.res.queued == 0 && s.res.end && s.res.trailers.is_none();
-                    st.send_window -= data.len() as i64;
-                    self.wire.data(id, &data, last);
-                    x.credit_server(owed);
-                    if let Some(call) = st.call.as_mut() {
-                        call.data(data.len());
-                    }
-                    if last {
-                        done = true;
-                        break;
-                    }
-                }
-                None if s.res.queued > 0 => {
+            let queued = s.res.queued;
+            if queued > 0 {
+                if max == 0 {
                     if !st.blocked {
                         st.blocked = true;
                         self.blocked.push(id);
                     }
                     break;
                 }
-                None => {
-                    if let Some(t) = s.res.trailers.take() {
-                        if let Some(call) = st.call.as_mut() {
-                            call.trailers(&t);
-                        }
-                        self.wire
-                            .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                        done = true;
-                    } else if s.res.end {
-                        frame::put_data(&mut self.wire.wbuf, id, &[], true);
-                        done = true;
-                    }
+                let n = queued.min(max);
+                let last = n == queued && s.res.end && s.res.trailers.is_none();
+                st.send_window -= n as i64;
+                let res = &mut s.res;
+                let mut owed = 0;
+                self.wire
+                    .data_with(id, n, last, |dst| owed = res.take_into(n, dst));
+                x.credit_server(owed);
+                if let Some(call) = st.call.as_mut() {
+                    call.data(n);
+                }
+                if last {
+                    done = true;
                     break;
                 }
+                continue;
             }
+            if let Some(t) = s.res.trailers.take() {
+                if let Some(call) = st.call.as_mut() {
+                    call.trailers(&t);
+                }
+                self.wire
+                    .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                done = true;
+            } else if s.res.end {
+                frame::put_data(&mut self.wire.wbuf, id, &[], true);
+                done = true;
+            }
+            break;
         }
         let broken = !done && s.res.queued == 0 && !s.res.end && s.server_end.is_some();
         let tell_server = !done
@@ -693,9 +712,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         };
         if unseen && !st.retried_unsent {
             let headers = st.x.lock().req_head.as_ref().map(|h| h.headers().clone());
-            if let Some(next) =
-                headers.and_then(|h| self.ctx.retry_target(&st.service_name, &endpoint, &h))
-            {
+            // Unreached: another server. Refused unprocessed: that one may take it
+            // again (a lone server is asked once more).
+            let next = headers.and_then(|h| match end {
+                ServerEnd::Refused => self
+                    .ctx
+                    .replay_target(&st.service_name, &endpoint, &h, true),
+                _ => self.ctx.retry_target(&st.service_name, &endpoint, &h),
+            });
+            if let Some(next) = next {
                 tracing::debug!(service = %st.service_name, from = %endpoint.display(), to = %next.display(), %error, "retrying a call no server saw");
                 st.retried_unsent = true;
                 if self.resend(id, next, Failure::Unreachable.outcome(grpc).0) {
@@ -842,8 +867,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         }
     }
 
-    /// When the timer should next fire: the earliest deadline, or the idle check.
-    fn next_wake(&self) -> Option<Instant> {
+    /// When the timer should next fire: the earliest call deadline, the idle check
+    /// or the keep-alive check.
+    fn next_wake(&self) -> Instant {
         let deadline = self
             .deadlines
             .peek()
@@ -852,20 +878,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             Some(idle) if self.streams.is_empty() && !self.closing => Some(self.last_active + idle),
             _ => None,
         };
-        match (deadline, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let keepalive = self.ping_due.unwrap_or(self.last_read + KEEPALIVE_INTERVAL);
+        [deadline, idle]
+            .into_iter()
+            .flatten()
+            .fold(keepalive, Instant::min)
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(at) = self.next_wake() else {
-            self.timer_at = None;
-            return false;
-        };
-        if self.timer_at != Some(at) {
-            self.timer.as_mut().reset(at);
-            self.timer_at = Some(at);
+        let at = self.next_wake();
+        match self.timer_at {
+            // Armed for earlier: it fires, finds nothing due, and is armed again
+            // (cheaper than moving it in the timer wheel every round).
+            Some(armed) if armed <= at => {}
+            _ => {
+                self.timer.as_mut().reset(at);
+                self.timer_at = Some(at);
+            }
         }
         if self.timer.as_mut().poll(cx).is_pending() {
             return false;
@@ -873,6 +902,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         self.timer_at = None;
         let now = Instant::now();
         self.expire(now.into_std());
+        match self.ping_due {
+            Some(due) if now >= due => {
+                tracing::debug!(client = %self.ctx.client, "client did not answer a PING in time: closing");
+                self.ending = true;
+                self.cancel_all();
+                return true;
+            }
+            None if now >= self.last_read + KEEPALIVE_INTERVAL => {
+                frame::put_ping(&mut self.wire.wbuf, false, *b"gantry:)");
+                self.ping_due = Some(now + KEEPALIVE_TIMEOUT);
+            }
+            _ => {}
+        }
         if let Some(idle) = self.idle {
             if self.streams.is_empty() && !self.closing && now >= self.last_active + idle {
                 tracing::debug!(client = %self.ctx.client, "client connection idle: closing it");
@@ -897,6 +939,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if self.read_closed || self.ending || self.pending_output() >= WRITE_HIGH {
             return false;
         }
+        if std::mem::take(&mut self.unread) {
+            // What the entrypoint read while telling HTTP/2 from HTTP/1.1 may
+            // hold whole requests already.
+            self.frames();
+            return true;
+        }
         self.wire.reserve_read();
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.wire.rbuf) {
             Poll::Pending => false,
@@ -908,22 +956,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 true
             }
             Poll::Ready(Ok(_)) => {
-                loop {
-                    match self.wire.next_frame() {
-                        Ok(Some(f)) => {
-                            if let Err(e) = self.on_frame(f) {
-                                self.fail(e);
-                                break;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            self.fail(e);
-                            break;
-                        }
+                self.read_some = true;
+                self.frames();
+                true
+            }
+        }
+    }
+
+    /// Handles every whole frame in the read buffer.
+    fn frames(&mut self) {
+        loop {
+            match self.wire.next_frame() {
+                Ok(Some(f)) => {
+                    if let Err(e) = self.on_frame(f) {
+                        self.fail(e);
+                        return;
                     }
                 }
-                true
+                Ok(None) => return,
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
             }
         }
     }
@@ -991,8 +1045,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                 }
                 this.news = news;
                 this.collect_credit();
-                if std::mem::take(&mut this.active) && this.idle.is_some() {
-                    this.last_active = Instant::now();
+                let active = std::mem::take(&mut this.active) && this.idle.is_some();
+                let read_some = std::mem::take(&mut this.read_some);
+                if active || read_some {
+                    let now = Instant::now();
+                    if active {
+                        this.last_active = now;
+                    }
+                    if read_some {
+                        this.last_read = now;
+                    }
                 }
                 if this.poll_timer(cx) {
                     progress = true;

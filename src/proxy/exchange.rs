@@ -141,6 +141,42 @@ impl Flow {
         Some((part, credit))
     }
 
+    /// Takes exactly `n` bytes (at most what is queued), across chunks, copying them
+    /// onto `dst`: many small messages leave as one DATA frame. Returns how many of
+    /// them the producer's connection is owed credit for.
+    pub fn take_into(&mut self, n: usize, dst: &mut Vec<u8>) -> usize {
+        let mut left = n.min(self.queued);
+        let mut credit = 0;
+        while left > 0 {
+            let Some(chunk) = self.chunks.get(self.next) else {
+                break;
+            };
+            let part = (chunk.len() - self.offset).min(left);
+            dst.extend_from_slice(&chunk[self.offset..self.offset + part]);
+            self.offset += part;
+            left -= part;
+            if self.offset == chunk.len() {
+                self.offset = 0;
+                if self.keep {
+                    self.next += 1;
+                } else {
+                    self.chunks.pop_front();
+                }
+            }
+            self.queued -= part;
+            self.released += part;
+            credit += part.saturating_sub(self.credited);
+            self.credited = self.credited.saturating_sub(part);
+            if self.keep {
+                self.kept += part;
+                if self.kept > REPLAY_LIMIT {
+                    self.forget();
+                }
+            }
+        }
+        credit
+    }
+
     /// Stops keeping taken data (the answer has started, or it is too big).
     pub fn forget(&mut self) {
         self.keep = false;
@@ -532,6 +568,27 @@ mod tests {
         // Two of these three bytes were never taken before: the client is owed them.
         assert_eq!((&b[..], credit), (&b"def"[..], 2));
         assert!(again.end);
+    }
+
+    #[test]
+    fn take_into_joins_chunks_and_keeps_what_a_replay_needs() {
+        let mut f = flow(&[b"ab", b"cde", b"f"], true);
+        let mut out = Vec::new();
+        assert_eq!(f.take_into(4, &mut out), 4);
+        assert_eq!(out, b"abcd");
+        assert_eq!(f.take_into(10, &mut out), 2);
+        assert_eq!(out, b"abcdef");
+        assert_eq!(f.queued, 0);
+        assert_eq!(f.released, 6);
+        let mut again = f.replay().unwrap();
+        let mut out = Vec::new();
+        // Already credited once: a replay owes nothing.
+        assert_eq!(again.take_into(6, &mut out), 0);
+        assert_eq!(out, b"abcdef");
+        let mut f = flow(&[b"xyz"], false);
+        let mut out = Vec::new();
+        f.take_into(3, &mut out);
+        assert!(f.chunks.is_empty(), "unkept chunks go once taken");
     }
 
     #[test]

@@ -47,6 +47,11 @@ mod server;
 mod stats;
 
 pub use echo_svc::{pattern, MAX_MESSAGE_SIZE};
+
+/// The Echo service alone, for a test that serves it its own way.
+pub fn echo_server(name: &str) -> echo::echo_server::EchoServer<echo_svc::EchoService> {
+    echo_svc::EchoService::new(name, Arc::new(Stats::default())).into_server()
+}
 pub use route_svc::LANDMARKS;
 pub use stats::Stats;
 

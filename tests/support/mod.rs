@@ -7,6 +7,7 @@ pub mod api;
 pub mod backend;
 pub mod moto;
 pub mod proto;
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

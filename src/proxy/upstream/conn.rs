@@ -153,6 +153,8 @@ struct Conn<T> {
     /// A PING is out; the connection dies if it is not answered in time.
     ping_out: bool,
     last_read: Instant,
+    /// The server's first SETTINGS arrived.
+    settings_received: bool,
     /// The write was put off once, for other tasks to add to it.
     deferred: bool,
     deferral: crate::proxy::coalesce::Deferral,
@@ -178,6 +180,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             timer: Box::pin(tokio::time::sleep_until(now + KEEPALIVE_INTERVAL)),
             ping_out: false,
             last_read: now,
+            settings_received: false,
             deferred: false,
             deferral: crate::proxy::coalesce::Deferral::here(),
         }
@@ -188,7 +191,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     fn can_open(&self) -> bool {
-        self.goaway.is_none()
+        // The server's SETTINGS say how many streams it takes: until they come (one
+        // round trip on a new connection), calls wait rather than risk a refusal.
+        self.settings_received
+            && self.goaway.is_none()
             && self.ending.is_none()
             && (self.streams.len() as u64) < u64::from(self.wire.peer.max_concurrent_streams)
             && self.next_id < frame::MAX_WINDOW
@@ -289,31 +295,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 .send_window
                 .min(self.wire.send_window)
                 .min(room as i64)
+                .min(i64::from(self.wire.peer.max_frame_size))
                 .max(0) as usize;
-            match s.req.take(max) {
-                Some((data, owed)) => {
-                    let last = s.req.queued == 0 && s.req.end && s.req.trailers.is_none();
-                    st.send_window -= data.len() as i64;
-                    self.wire.data(id, &data, last);
-                    x.credit_client(owed);
-                    st.sent_end = last;
-                }
-                None if s.req.queued > 0 => {
+            match (s.req.queued, max) {
+                (0, _) => {}
+                (_, 0) => {
                     held = true;
                     break;
                 }
-                None => {
-                    if let Some(t) = s.req.trailers.take() {
-                        self.wire
-                            .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                        st.sent_end = true;
-                    } else if s.req.end {
-                        frame::put_data(&mut self.wire.wbuf, id, &[], true);
-                        st.sent_end = true;
-                    }
-                    break;
+                (queued, max) => {
+                    // Whatever is queued (many small messages, say) leaves as one frame.
+                    let n = queued.min(max);
+                    let last = n == queued && s.req.end && s.req.trailers.is_none();
+                    st.send_window -= n as i64;
+                    let req = &mut s.req;
+                    let mut owed = 0;
+                    self.wire
+                        .data_with(id, n, last, |dst| owed = req.take_into(n, dst));
+                    x.credit_client(owed);
+                    st.sent_end = last;
+                    continue;
                 }
             }
+            // All data sent: the trailers or the end, if they are there.
+            if let Some(t) = s.req.trailers.take() {
+                self.wire
+                    .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                st.sent_end = true;
+            } else if s.req.end {
+                frame::put_data(&mut self.wire.wbuf, id, &[], true);
+                st.sent_end = true;
+            }
+            break;
         }
         if (s.req.released >= CREDIT_STEP && !s.req.end)
             || (s.req.producer_waiting && s.req.queued < super::task::LIMIT)
@@ -388,6 +401,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 }
             }
             Frame::Settings { window_delta } => {
+                self.settings_received = true;
                 if window_delta != 0 {
                     for (_, st) in self.streams.iter_mut() {
                         st.send_window += window_delta;
