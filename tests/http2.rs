@@ -112,6 +112,37 @@ async fn a_malformed_head_resets_its_stream_and_the_connection_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_for_a_stream_answered_early_are_ignored() {
+    let (_b, gw) = gateway().await;
+    let mut raw = Raw::connect(gw.addr, &[]).await;
+    // No router matches: gantry answers at once and resets the stream (NO_ERROR)
+    // while the client is still sending.
+    let nowhere = raw.grpc_block_for("/nowhere.Service/Call", &[]);
+    raw.headers(1, &nowhere, false).await;
+    let got = raw
+        .until("the answer", |g| {
+            matches!(g, Got::Headers { stream: 1, .. })
+        })
+        .await;
+    match got {
+        Got::Headers { end, fields, .. } => {
+            assert!(end, "trailers-only");
+            assert_eq!(field(&fields, "grpc-status"), Some("12"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The client's trailers were already on their way: not an error.
+    let trailers = raw.trailers_block(&[("x-late", "yes")]);
+    raw.headers(1, &trailers, true).await;
+    let good = raw.grpc_block("Unary", &[]);
+    raw.headers(3, &good, false).await;
+    raw.data(3, &echo_message(b"still here", 0), true).await;
+    let (head, _, trailers) = answer(&mut raw, 3).await;
+    assert_eq!(field(&head, ":status"), Some("200"));
+    assert_eq!(field(&trailers, "grpc-status"), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_client_window_still_gets_the_whole_answer_in_window_sized_pieces() {
     let (_b, gw) = gateway().await;
     const WINDOW: u32 = 100;

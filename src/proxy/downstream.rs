@@ -268,17 +268,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if self.streams.contains(id) {
             return self.on_trailers(id, end, block, max);
         }
-        if id % 2 == 0 || id <= self.last_stream {
-            // Decoded anyway: the compression context must stay in step.
+        if id % 2 == 0 {
             let _ = head::decode_trailers(&mut self.wire.decoder, block, usize::MAX);
             return Err(ConnError::new(
                 Reason::PROTOCOL_ERROR,
-                if id % 2 == 0 {
-                    "a client opened an even-numbered stream"
-                } else {
-                    "a stream id did not grow, or HEADERS came on a closed stream"
-                },
+                "a client opened an even-numbered stream",
             ));
+        }
+        if id <= self.last_stream {
+            // A stream already over here (answered early and reset, say): the
+            // client's trailers may still be on their way. Decoded for the
+            // compression context, then ignored (RFC 9113 §5.1, closed).
+            return compression(
+                head::decode_trailers(&mut self.wire.decoder, block, usize::MAX).map(drop),
+            );
         }
         self.last_stream = id;
         let decoded = head::decode_request(&mut self.wire.decoder, block, max);
@@ -1017,7 +1020,7 @@ fn write_answer(wire: &mut Wire, id: u32, res: &Response<()>, body: Option<Bytes
     }
 }
 
-fn compression(decoded: Result<Request<()>, HeadError>) -> Result<(), ConnError> {
+fn compression<T>(decoded: Result<T, HeadError>) -> Result<(), ConnError> {
     match decoded {
         Err(HeadError::Compression(e)) => {
             Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))

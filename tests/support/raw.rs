@@ -78,17 +78,18 @@ impl Raw {
 
     /// A header block for a gRPC call of Echo's `method`, plus `extra` fields.
     pub fn grpc_block(&mut self, method: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        self.grpc_block_for(&format!("/gantry.test.Echo/{method}"), extra)
+    }
+
+    /// A header block for a gRPC call to `path`, plus `extra` fields.
+    pub fn grpc_block_for(&mut self, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         let mut b = Vec::new();
         let e = &mut self.encoder;
         e.start_block(&mut b);
         e.encode_pseudo(Pseudo::Method, b"POST", &mut b);
         e.encode_pseudo(Pseudo::Scheme, b"http", &mut b);
         e.encode_pseudo(Pseudo::Authority, b"gantry.test", &mut b);
-        e.encode_pseudo(
-            Pseudo::Path,
-            format!("/gantry.test.Echo/{method}").as_bytes(),
-            &mut b,
-        );
+        e.encode_pseudo(Pseudo::Path, path.as_bytes(), &mut b);
         e.encode_field(
             &http::header::CONTENT_TYPE,
             &HeaderValue::from_static("application/grpc"),
@@ -103,6 +104,18 @@ impl Raw {
             let name = HeaderName::from_bytes(n.as_bytes()).expect("name");
             let value = HeaderValue::from_str(v).expect("value");
             e.encode_field(&name, &value, &mut b);
+        }
+        b
+    }
+
+    /// A header block of regular fields only (trailers).
+    pub fn trailers_block(&mut self, fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        self.encoder.start_block(&mut b);
+        for (n, v) in fields {
+            let name = HeaderName::from_bytes(n.as_bytes()).expect("name");
+            let value = HeaderValue::from_str(v).expect("value");
+            self.encoder.encode_field(&name, &value, &mut b);
         }
         b
     }
