@@ -14,7 +14,11 @@
 
 use std::borrow::Cow;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
 
 use super::frame::{self, flag, kind, setting, Head, Reason, HEAD_LEN};
 use super::hpack::{Decoder, Encoder};
@@ -156,6 +160,8 @@ const READ_CHUNK: usize = 16 << 10;
 pub struct Wire {
     pub rbuf: BytesMut,
     pub wbuf: Vec<u8>,
+    /// Bytes of `wbuf` already written to the socket.
+    written: usize,
     pub limits: Limits,
     pub peer: PeerSettings,
     pub decoder: Decoder,
@@ -196,6 +202,7 @@ impl Wire {
         Wire {
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
+            written: 0,
             limits,
             peer: PeerSettings::default(),
             decoder: Decoder::new(4096),
@@ -234,6 +241,43 @@ impl Wire {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(READ_CHUNK);
         }
+    }
+
+    /// Output not yet written to the socket.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len() - self.written
+    }
+
+    /// Writes pending output to `io` until it is all out or `io` pushes back; true
+    /// if anything was written.
+    pub fn poll_write<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> std::io::Result<bool> {
+        let mut wrote = false;
+        while self.written < self.wbuf.len() {
+            match Pin::new(&mut *io).poll_write(cx, &self.wbuf[self.written..]) {
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.written == self.wbuf.len() && self.written > 0 {
+            self.wbuf.clear();
+            self.written = 0;
+        }
+        Ok(wrote)
+    }
+
+    /// Drops output that can no longer be written (the socket failed).
+    pub fn discard_output(&mut self) {
+        self.wbuf.clear();
+        self.written = 0;
     }
 
     /// Lets go of empty buffers (an idle connection keeps none).

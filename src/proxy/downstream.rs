@@ -86,7 +86,6 @@ struct Stream {
 pub(crate) struct Downstream<T> {
     io: T,
     wire: Wire,
-    written: usize,
     ctx: Arc<ConnCtx>,
     inbox: Arc<Inbox>,
     news: Vec<Arc<Exchange>>,
@@ -137,7 +136,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         Downstream {
             io,
             wire,
-            written: 0,
             ctx,
             inbox: Inbox::new(),
             news: Vec::new(),
@@ -162,10 +160,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             ping_due: None,
             shutdown,
         }
-    }
-
-    fn pending_output(&self) -> usize {
-        self.wire.wbuf.len() - self.written
     }
 
     fn goaway(&mut self, reason: Reason, debug: &str) {
@@ -576,7 +570,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         // queued (many small messages, say) leaves as one frame.
         let mut done = false;
         loop {
-            let room = WRITE_HIGH.saturating_sub(self.wire.wbuf.len() - self.written);
+            let room = WRITE_HIGH.saturating_sub(self.wire.pending());
             let max = st
                 .send_window
                 .min(self.wire.send_window)
@@ -927,19 +921,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         true
     }
 
+    /// Window the other sides gave back: the peer may send as much again.
     fn collect_credit(&mut self) {
-        let total = self.inbox.released();
-        let n = total - self.credit_seen;
+        let half = u64::from(self.wire.limits.connection_window / 2);
+        let n = self.inbox.collect(&mut self.credit_seen, half);
         if n > 0 {
-            self.credit_seen = total;
-            self.wire.release(n as usize);
+            self.wire.release(n);
         }
-        self.inbox
-            .wake_when_released(total + u64::from(self.wire.limits.connection_window / 2));
     }
 
     fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.read_closed || self.ending || self.pending_output() >= WRITE_HIGH {
+        if self.read_closed || self.ending || self.wire.pending() >= WRITE_HIGH {
             return false;
         }
         if std::mem::take(&mut self.unread) {
@@ -983,25 +975,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 }
             }
         }
-    }
-
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
-        let mut wrote = false;
-        while self.written < self.wire.wbuf.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wire.wbuf[self.written..]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    wrote = true;
-                }
-                Poll::Pending => break,
-            }
-        }
-        if self.written == self.wire.wbuf.len() && self.written > 0 {
-            self.wire.wbuf.clear();
-            self.written = 0;
-        }
-        Ok(wrote)
     }
 }
 
@@ -1067,27 +1040,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                     progress = true;
                 }
             }
-            if this.pending_output() > 0 && !this.deferred && !this.ending {
+            if this.wire.pending() > 0 && !this.deferred && !this.ending {
                 // Other calls' answers may be a task away: write them all at once.
                 this.deferred = true;
                 this.deferral.defer(cx);
                 return Poll::Pending;
             }
             this.deferred = false;
-            match this.write(cx) {
+            match this.wire.poll_write(&mut this.io, cx) {
                 Ok(wrote) => {
-                    if wrote && this.pending_output() == 0 && !this.blocked.is_empty() {
+                    if wrote && this.wire.pending() == 0 && !this.blocked.is_empty() {
                         this.pump_blocked();
                         progress = true;
                     }
                 }
-                Err(()) => {
+                Err(_) => {
                     this.cancel_all();
                     return Poll::Ready(());
                 }
             }
             let over = this.ending || (this.closing && this.streams.is_empty());
-            if over && this.pending_output() == 0 {
+            if over && this.wire.pending() == 0 {
                 let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                 this.cancel_all();
                 let _ = this.inbox.close();

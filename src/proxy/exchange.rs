@@ -513,14 +513,14 @@ impl Inbox {
         }
     }
 
-    /// All credit so far (the task tracks how much it already gave back).
-    pub fn released(&self) -> u64 {
-        self.released.load(Ordering::Acquire)
-    }
-
-    /// Asks to be woken once credit reaches `at` (`u64::MAX`: never).
-    pub fn wake_when_released(&self, at: u64) {
-        self.wake_at.store(at, Ordering::Release);
+    /// The credit that came since `seen` (which moves up to now); the task is
+    /// woken again once `wake_after` more has come.
+    pub fn collect(&self, seen: &mut u64, wake_after: u64) -> usize {
+        let total = self.released.load(Ordering::Acquire);
+        let n = total - *seen;
+        *seen = total;
+        self.wake_at.store(total + wake_after, Ordering::Release);
+        n as usize
     }
 }
 

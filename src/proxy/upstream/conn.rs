@@ -134,8 +134,6 @@ struct Conn<T> {
     io: T,
     addr: SocketAddr,
     wire: Wire,
-    /// Bytes of `wire.wbuf` already written.
-    written: usize,
     handle: Arc<Handle>,
     streams: StreamMap<Stream>,
     /// Calls waiting for the server to allow another stream.
@@ -167,7 +165,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             io,
             addr,
             wire: Wire::client(limits),
-            written: 0,
             handle,
             streams: StreamMap::default(),
             waiting: VecDeque::new(),
@@ -184,10 +181,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             deferred: false,
             deferral: crate::proxy::coalesce::Deferral::here(),
         }
-    }
-
-    fn pending_output(&self) -> usize {
-        self.wire.wbuf.len() - self.written
     }
 
     fn can_open(&self) -> bool {
@@ -290,7 +283,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let mut tell_client = false;
         let mut held = false;
         while !st.sent_end {
-            let room = WRITE_HIGH.saturating_sub(self.wire.wbuf.len() - self.written);
+            let room = WRITE_HIGH.saturating_sub(self.wire.pending());
             let max = st
                 .send_window
                 .min(self.wire.send_window)
@@ -588,16 +581,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
+    /// Window the other sides gave back: the peer may send as much again.
     fn collect_credit(&mut self) {
-        let total = self.handle.inbox.released();
-        let n = total - self.credit_seen;
+        let half = u64::from(self.wire.limits.connection_window / 2);
+        let n = self.handle.inbox.collect(&mut self.credit_seen, half);
         if n > 0 {
-            self.credit_seen = total;
-            self.wire.release(n as usize);
+            self.wire.release(n);
         }
-        self.handle
-            .inbox
-            .wake_when_released(total + u64::from(self.wire.limits.connection_window / 2));
     }
 
     /// Keep-alive: PING a quiet connection, give up on one that does not answer.
@@ -622,26 +612,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         // The timer must be polled once more to be armed.
         let _ = self.timer.as_mut().poll(cx);
     }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, std::io::Error> {
-        let mut wrote = false;
-        while self.written < self.wire.wbuf.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wire.wbuf[self.written..]) {
-                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    wrote = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
-            }
-        }
-        if self.written == self.wire.wbuf.len() && self.written > 0 {
-            self.wire.wbuf.clear();
-            self.written = 0;
-        }
-        Ok(wrote)
-    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
@@ -655,7 +625,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
             if this.handle.cut.load(Ordering::Acquire) && this.ending.is_none() {
                 this.ending = Some("cut: the server was removed and its drain time is over".into());
             }
-            if this.ending.is_none() && this.pending_output() < WRITE_HIGH {
+            if this.ending.is_none() && this.wire.pending() < WRITE_HIGH {
                 this.wire.reserve_read();
                 match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.wire.rbuf)
                 {
@@ -700,16 +670,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                 this.collect_credit();
                 this.poll_keepalive(cx);
             }
-            if this.pending_output() > 0 && !this.deferred && this.ending.is_none() {
+            if this.wire.pending() > 0 && !this.deferred && this.ending.is_none() {
                 // Other clients' calls may be a task away: send them all at once.
                 this.deferred = true;
                 this.deferral.defer(cx);
                 return Poll::Pending;
             }
             this.deferred = false;
-            match this.poll_write(cx) {
+            match this.wire.poll_write(&mut this.io, cx) {
                 Ok(wrote) => {
-                    if wrote && this.pending_output() == 0 && !this.blocked.is_empty() {
+                    if wrote && this.wire.pending() == 0 && !this.blocked.is_empty() {
                         this.pump_blocked();
                         progress = true;
                     }
@@ -718,14 +688,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                     if this.ending.is_none() {
                         this.ending = Some(format!("write failed: {e}").into());
                     }
-                    this.written = this.wire.wbuf.len();
+                    this.wire.discard_output();
                 }
             }
             if this.goaway.is_some() && this.streams.is_empty() && this.ending.is_none() {
                 this.ending = Some("the server sent GOAWAY and every stream ended".into());
             }
             if let Some(why) = this.ending.clone() {
-                if this.pending_output() == 0 || this.handle.cut.load(Ordering::Acquire) {
+                if this.wire.pending() == 0 || this.handle.cut.load(Ordering::Acquire) {
                     this.fail_all(why.clone());
                     return Poll::Ready(why);
                 }
