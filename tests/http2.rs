@@ -49,6 +49,27 @@ async fn answer(
     }
 }
 
+/// A plain unary call on `stream` is answered OK (the connection is still good).
+async fn a_call_works(raw: &mut Raw, stream: u32) {
+    let good = raw.grpc_block("Unary", &[]);
+    raw.headers(stream, &good, false).await;
+    raw.data(stream, &echo_message(b"still here", 0), true)
+        .await;
+    let (head, _, trailers) = answer(raw, stream).await;
+    assert_eq!(field(&head, ":status"), Some("200"));
+    assert_eq!(field(&trailers, "grpc-status"), Some("0"));
+}
+
+/// A tasks file routing Echo to an h2c server on `port`.
+fn echo_on(port: u16) -> String {
+    format!(
+        "[[task]]\nid = \"s{port}\"\nip = \"127.0.0.1\"\nports = [{port}]\n[task.labels]\n\
+         \"traefik.enable\" = \"true\"\n\
+         \"traefik.http.routers.echo.rule\" = \"GRPCService(`gantry.test.Echo`)\"\n\
+         \"traefik.http.services.echo.loadbalancer.server.scheme\" = \"h2c\"\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_split_over_continuation_frames_is_one_request() {
     let (_b, gw) = gateway().await;
@@ -103,12 +124,7 @@ async fn a_malformed_head_resets_its_stream_and_the_connection_goes_on() {
         "{got:?}"
     );
     // The compression context survived: the next call on the connection works.
-    let good = raw.grpc_block("Unary", &[]);
-    raw.headers(3, &good, false).await;
-    raw.data(3, &echo_message(b"again", 0), true).await;
-    let (head, _, trailers) = answer(&mut raw, 3).await;
-    assert_eq!(field(&head, ":status"), Some("200"));
-    assert_eq!(field(&trailers, "grpc-status"), Some("0"));
+    a_call_works(&mut raw, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,12 +150,7 @@ async fn trailers_for_a_stream_answered_early_are_ignored() {
     // The client's trailers were already on their way: not an error.
     let trailers = raw.trailers_block(&[("x-late", "yes")]);
     raw.headers(1, &trailers, true).await;
-    let good = raw.grpc_block("Unary", &[]);
-    raw.headers(3, &good, false).await;
-    raw.data(3, &echo_message(b"still here", 0), true).await;
-    let (head, _, trailers) = answer(&mut raw, 3).await;
-    assert_eq!(field(&head, ":status"), Some("200"));
-    assert_eq!(field(&trailers, "grpc-status"), Some("0"));
+    a_call_works(&mut raw, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,13 +208,7 @@ async fn a_client_is_held_to_its_window_while_its_server_takes_nothing() {
             held.push(s);
         }
     });
-    let task = format!(
-        "[[task]]\nid = \"silent\"\nip = \"127.0.0.1\"\nports = [{port}]\n[task.labels]\n\
-         \"traefik.enable\" = \"true\"\n\
-         \"traefik.http.routers.echo.rule\" = \"GRPCService(`gantry.test.Echo`)\"\n\
-         \"traefik.http.services.echo.loadbalancer.server.scheme\" = \"h2c\"\n"
-    );
-    let gw = Gateway::start(&task).await;
+    let gw = Gateway::start(&echo_on(port)).await;
     let mut raw = Raw::connect(gw.addr, &[]).await;
     let block = raw.grpc_block("ClientStream", &[]);
     raw.headers(1, &block, false).await;
@@ -290,14 +295,7 @@ async fn narrow_backend(streams: u32) -> (std::net::SocketAddr, tokio::task::Joi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_taking_two_streams_at_a_time_still_gets_every_call() {
     let (addr, server) = narrow_backend(2).await;
-    let task = format!(
-        "[[task]]\nid = \"narrow\"\nip = \"127.0.0.1\"\nports = [{port}]\n[task.labels]\n\
-         \"traefik.enable\" = \"true\"\n\
-         \"traefik.http.routers.echo.rule\" = \"GRPCService(`gantry.test.Echo`)\"\n\
-         \"traefik.http.services.echo.loadbalancer.server.scheme\" = \"h2c\"\n",
-        port = addr.port()
-    );
-    let gw = Gateway::start(&task).await;
+    let gw = Gateway::start(&echo_on(addr.port())).await;
     let client = gw.echo().await;
     let mut calls = Vec::new();
     for i in 0..40 {

@@ -698,6 +698,13 @@ impl Wire {
     }
 }
 
+/// Grows a stream's send window by a WINDOW_UPDATE; false if it would pass 2^31-1
+/// (the stream is then reset with FLOW_CONTROL_ERROR, RFC 9113 §6.9.1).
+pub fn grow_window(window: &mut i64, increment: u32) -> bool {
+    *window += i64::from(increment);
+    *window <= i64::from(frame::MAX_WINDOW)
+}
+
 /// Removes a frame's padding (its length byte first); returns the padding length.
 fn strip_padding(payload: &mut BytesMut) -> Result<usize, ConnError> {
     let Some(&pad) = payload.first() else {

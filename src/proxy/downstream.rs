@@ -47,7 +47,7 @@ use super::{ConnCtx, Placement};
 use crate::balance::Endpoint;
 use crate::http2::frame::{self, Reason};
 use crate::http2::head::{self, HeadError};
-use crate::http2::wire::{ConnError, Frame, Limits, Wire};
+use crate::http2::wire::{grow_window, ConnError, Frame, Limits, Wire};
 use crate::telemetry::Outcome;
 
 /// Output held before the task stops reading requests and taking answers.
@@ -217,11 +217,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 if stream == 0 {
                     self.pump_blocked();
                 } else if let Some(st) = self.streams.get_mut(stream) {
-                    st.send_window += i64::from(increment);
-                    if st.send_window > i64::from(frame::MAX_WINDOW) {
-                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
-                    } else {
+                    if grow_window(&mut st.send_window, increment) {
                         self.respond(stream);
+                    } else {
+                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
                     }
                 }
             }

@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use super::UpstreamError;
 use crate::http2::frame::{self, Reason};
 use crate::http2::head;
-use crate::http2::wire::{ConnError, Frame, Limits, Wire};
+use crate::http2::wire::{grow_window, ConnError, Frame, Limits, Wire};
 use crate::proxy::exchange::{Exchange, Inbox, ServerEnd, CREDIT_STEP};
 use crate::proxy::streams::StreamMap;
 
@@ -385,11 +385,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 if stream == 0 {
                     self.pump_blocked();
                 } else if let Some(st) = self.streams.get_mut(stream) {
-                    st.send_window += i64::from(increment);
-                    if st.send_window > i64::from(frame::MAX_WINDOW) {
-                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
-                    } else {
+                    if grow_window(&mut st.send_window, increment) {
                         self.pump(stream);
+                    } else {
+                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
                     }
                 }
             }
