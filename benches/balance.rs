@@ -26,6 +26,7 @@ fn endpoints(n: u16) -> Vec<(Arc<Endpoint>, u32)> {
                 task: format!("t{i}"),
                 address: ([127, 0, 0, 1], 20_000 + i).into(),
                 scheme: Scheme::H2c,
+                tls: None,
             });
             (Arc::new(e), 1)
         })

@@ -41,6 +41,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Certificate or key files that do not load (the message names them).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// State the API reads.
@@ -51,6 +54,8 @@ pub struct Shared {
     pub entrypoints: Vec<(String, SocketAddr)>,
     /// Calls per entrypoint, in the order of `entrypoints`.
     pub entrypoint_stats: Vec<Arc<CallStats>>,
+    /// Each entrypoint's certificates, if it terminates TLS.
+    pub entrypoint_tls: Vec<Option<Arc<crate::tls::CertStore>>>,
     pub progress: watch::Receiver<Progress>,
     pub access_log: Option<Arc<AccessLog>>,
     /// Credentials the API requires, if any.
@@ -90,8 +95,44 @@ fn ecs_timing(ecs: &EcsProviderConfig) -> ecs::Timing {
     }
 }
 
-fn entrypoint_names(loaded: &Loaded) -> Vec<String> {
-    loaded.config.entrypoints.keys().cloned().collect()
+/// An entrypoint's HTTP/2 limits, from its config.
+fn http2_limits(ep: &crate::config::EntrypointConfig) -> crate::http2::wire::Limits {
+    use crate::http2::wire::{Budget, Limits};
+    let h2 = &ep.http2;
+    Limits {
+        max_concurrent_streams: h2.max_concurrent_streams,
+        stream_window: h2.stream_window,
+        connection_window: h2.connection_window,
+        max_frame_size: h2.max_frame_size,
+        max_header_list_size: ep.max_header_bytes,
+        resets: Budget {
+            per_second: h2.max_resets_per_second,
+            burst: h2.max_reset_burst,
+        },
+        control: Budget {
+            per_second: h2.max_control_frames_per_second,
+            burst: h2.max_control_frame_burst,
+        },
+    }
+}
+
+/// What servers of scheme `https` are verified against.
+fn upstream_tls(loaded: &Loaded) -> Result<Arc<crate::tls::UpstreamTls>, String> {
+    let cfg = &loaded.config.upstream.tls;
+    if cfg.ca_files.is_empty() && cfg.system_roots {
+        return Ok(crate::tls::UpstreamTls::system());
+    }
+    let files: Vec<_> = cfg.ca_files.iter().map(|p| loaded.resolve(p)).collect();
+    crate::tls::UpstreamTls::new(&files, cfg.system_roots).map(Arc::new)
+}
+
+fn entrypoint_names(loaded: &Loaded) -> Vec<(String, bool)> {
+    loaded
+        .config
+        .entrypoints
+        .iter()
+        .map(|(name, ep)| (name.clone(), ep.tls.is_some()))
+        .collect()
 }
 
 /// The providers' feeds into the watcher, and their status for the API.
@@ -122,17 +163,25 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         std::env::var(crate::node::METADATA_ENV).ok().as_deref(),
     )
     .await;
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::empty_for(
-        names.len(),
-        zone.map(Arc::from),
-        loaded.drain(),
-    )));
+    let upstream_tls = upstream_tls(&loaded).map_err(StartError::Tls)?;
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(
+        RoutingTable::empty_for(names.len(), zone.map(Arc::from), loaded.drain())
+            .with_upstream_tls(upstream_tls),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let mut entrypoints = Vec::new();
     let mut bound = Vec::new();
     let mut entrypoint_stats = Vec::new();
+    let mut entrypoint_tls = Vec::new();
     for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
+        let tls = match &ep.tls {
+            Some(cfg) => Some(Arc::new(
+                crate::tls::ServerTls::new(name, cfg, |p| loaded.resolve(p))
+                    .map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
         let mut e = proxy::bind(name, index, ep.address)
             .await
             .map_err(|source| StartError::Bind {
@@ -140,8 +189,16 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
                 addr: ep.address,
                 source,
             })?;
-        e.idle_timeout =
-            (ep.idle_timeout_seconds > 0).then(|| Duration::from_secs(ep.idle_timeout_seconds));
+        entrypoint_tls.push(tls.as_ref().map(|t| t.store.clone()));
+        e.settings = proxy::EntrypointSettings {
+            idle_timeout: (ep.idle_timeout_seconds > 0)
+                .then(|| Duration::from_secs(ep.idle_timeout_seconds)),
+            header_timeout: ep.header_read_timeout(),
+            max_connections: ep.max_connections,
+            max_header_bytes: ep.max_header_bytes as usize,
+            http2: http2_limits(ep),
+            tls,
+        };
         let addr = e.local_addr().map_err(|source| StartError::Bind {
             name: name.clone(),
             addr: ep.address,
@@ -217,6 +274,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         providers,
         entrypoints: bound,
         entrypoint_stats,
+        entrypoint_tls,
         progress: progress_rx,
         access_log: access_log.clone(),
         auth: loaded.api_auth.clone(),

@@ -46,6 +46,9 @@ pub struct Config {
     /// The async runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// How gantry connects to servers.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
 }
 
 /// The async runtime that serves every connection.
@@ -97,7 +100,7 @@ pub struct AccessLogConfig {
     pub path: Option<PathBuf>,
 }
 
-/// A listening address accepting HTTP/1.1 and h2c.
+/// A listening address accepting HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntrypointConfig {
@@ -105,23 +108,175 @@ pub struct EntrypointConfig {
     /// A client connection with no call for this long is closed (GOAWAY); 0: never.
     #[serde(default = "default_idle_timeout_seconds")]
     pub idle_timeout_seconds: u64,
+    /// How long a client may take to finish a TLS handshake, its first bytes, an
+    /// HTTP/1.1 request head or an HTTP/2 header block (slowloris).
+    #[serde(default = "default_header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: u64,
+    /// Client connections open at once; more are closed as they are accepted.
+    /// 0: no limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request head: an HTTP/1.1 head in bytes, or an HTTP/2 header list
+    /// (SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113 says).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: u32,
+    #[serde(default)]
+    pub http2: Http2Config,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
 
-/// TLS termination settings (served by a later release; parsed and rejected now).
+impl EntrypointConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_seconds)
+    }
+}
+
+fn default_header_read_timeout_seconds() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    25_000
+}
+
+fn default_max_header_bytes() -> u32 {
+    64 << 10
+}
+
+/// HTTP/2 limits of an entrypoint's client connections. The flood budgets are
+/// leaky buckets: `burst` events at once, refilled at `per_second`; a connection
+/// that goes past one gets GOAWAY ENHANCE_YOUR_CALM and is closed.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Config {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open at once.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE).
+    #[serde(default = "default_stream_window")]
+    pub stream_window: u32,
+    /// The connection's receive window: at most this much is buffered per client.
+    #[serde(default = "default_connection_window")]
+    pub connection_window: u32,
+    /// SETTINGS_MAX_FRAME_SIZE (16384 to 16777215).
+    #[serde(default = "default_max_frame_size")]
+    pub max_frame_size: u32,
+    /// Streams the client resets, or makes gantry reset by breaking a rule, beyond
+    /// the calls it completes (rapid reset, CVE-2023-44487).
+    #[serde(default = "default_reset_rate")]
+    pub max_resets_per_second: u32,
+    #[serde(default = "default_reset_burst")]
+    pub max_reset_burst: u32,
+    /// SETTINGS, PING, PRIORITY, empty DATA and unknown frames (floods of frames
+    /// that cost work and carry no call).
+    #[serde(default = "default_control_rate")]
+    pub max_control_frames_per_second: u32,
+    #[serde(default = "default_control_burst")]
+    pub max_control_frame_burst: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: default_max_concurrent_streams(),
+            stream_window: default_stream_window(),
+            connection_window: default_connection_window(),
+            max_frame_size: default_max_frame_size(),
+            max_resets_per_second: default_reset_rate(),
+            max_reset_burst: default_reset_burst(),
+            max_control_frames_per_second: default_control_rate(),
+            max_control_frame_burst: default_control_burst(),
+        }
+    }
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    250
+}
+fn default_stream_window() -> u32 {
+    1 << 20
+}
+fn default_connection_window() -> u32 {
+    8 << 20
+}
+fn default_max_frame_size() -> u32 {
+    16_384
+}
+fn default_reset_rate() -> u32 {
+    100
+}
+fn default_reset_burst() -> u32 {
+    400
+}
+fn default_control_rate() -> u32 {
+    100
+}
+fn default_control_burst() -> u32 {
+    400
+}
+
+/// TLS termination (rustls): TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    #[serde(default)]
+    /// Certificate chains with their keys. The client's SNI picks among them by the
+    /// names in their subjectAltName; the first is served to a client naming none
+    /// of them (or none at all).
     pub certificates: Vec<CertificateConfig>,
+    /// The oldest TLS version accepted: "1.2" (default) or "1.3".
+    #[serde(default = "default_min_tls_version")]
+    pub min_version: String,
+    /// How often the files are read again; changed ones are served from then on.
+    #[serde(default = "default_reload_seconds")]
+    pub reload_seconds: u64,
 }
 
+fn default_min_tls_version() -> String {
+    "1.2".into()
+}
+
+fn default_reload_seconds() -> u64 {
+    5
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key (PKCS#8, PKCS#1
+/// or SEC1), relative to the config file's directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// How gantry talks TLS to servers of scheme `https`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(default)]
+    pub tls: UpstreamTlsConfig,
+}
+
+/// Servers are verified against the system's roots and any `ca_files`; a service
+/// can opt out with the label `S.tls.insecure_skip_verify=true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM files of extra CA certificates (a private CA), relative to the config file.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
+    /// Trust the operating system's roots as well.
+    #[serde(default = "default_true")]
+    pub system_roots: bool,
+}
+
+impl Default for UpstreamTlsConfig {
+    fn default() -> Self {
+        UpstreamTlsConfig {
+            ca_files: Vec::new(),
+            system_roots: true,
+        }
+    }
 }
 
 /// The dashboard, JSON API, `/metrics` and `/ping`.
@@ -396,6 +551,15 @@ impl Loaded {
         Duration::from_millis(self.config.providers.throttle_ms)
     }
 
+    /// A path from the config file, resolved against its directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
     /// How long calls in flight may finish after SIGTERM or on a removed server.
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.config.node.drain_seconds)
@@ -440,6 +604,85 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<Loaded, String> {
         constraints,
         api_auth,
     })
+}
+
+/// An entrypoint's limits, in ranges that make sense.
+fn validate_entrypoint(name: &str, ep: &EntrypointConfig) -> Result<(), String> {
+    let at = |key: &str| format!("entrypoints.{name}.{key}");
+    if !(1..=3600).contains(&ep.header_read_timeout_seconds) {
+        return Err(format!(
+            "{}: {} is not between 1 and 3600 seconds",
+            at("header_read_timeout_seconds"),
+            ep.header_read_timeout_seconds
+        ));
+    }
+    if ep.max_header_bytes < 1024 || ep.max_header_bytes > 16 << 20 {
+        return Err(format!(
+            "{}: {} is not between 1024 and 16777216",
+            at("max_header_bytes"),
+            ep.max_header_bytes
+        ));
+    }
+    let h2 = &ep.http2;
+    if h2.max_concurrent_streams == 0 {
+        return Err(format!(
+            "{}: must be at least 1",
+            at("http2.max_concurrent_streams")
+        ));
+    }
+    let max_window = (1u32 << 31) - 1;
+    if !(65_535..=max_window).contains(&h2.stream_window) {
+        return Err(format!(
+            "{}: {} is not between 65535 and 2147483647",
+            at("http2.stream_window"),
+            h2.stream_window
+        ));
+    }
+    if !(65_535..=max_window).contains(&h2.connection_window) {
+        return Err(format!(
+            "{}: {} is not between 65535 and 2147483647",
+            at("http2.connection_window"),
+            h2.connection_window
+        ));
+    }
+    if !(16_384..=16_777_215).contains(&h2.max_frame_size) {
+        return Err(format!(
+            "{}: {} is not between 16384 and 16777215",
+            at("http2.max_frame_size"),
+            h2.max_frame_size
+        ));
+    }
+    for (key, burst) in [
+        ("http2.max_reset_burst", h2.max_reset_burst),
+        ("http2.max_control_frame_burst", h2.max_control_frame_burst),
+    ] {
+        if burst == 0 {
+            return Err(format!("{}: must be at least 1", at(key)));
+        }
+    }
+    if let Some(tls) = &ep.tls {
+        if tls.certificates.is_empty() {
+            return Err(format!(
+                "{}: list at least one {{ cert = \"…\", key = \"…\" }}",
+                at("tls.certificates")
+            ));
+        }
+        if tls.min_version != "1.2" && tls.min_version != "1.3" {
+            return Err(format!(
+                "{}: {:?} is not \"1.2\" or \"1.3\"",
+                at("tls.min_version"),
+                tls.min_version
+            ));
+        }
+        if !(1..=86_400).contains(&tls.reload_seconds) {
+            return Err(format!(
+                "{}: {} is not between 1 and 86400 seconds",
+                at("tls.reload_seconds"),
+                tls.reload_seconds
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that toml cannot express as types.
@@ -490,11 +733,7 @@ fn validate(config: &Config) -> Result<(), String> {
                 ep.address
             ));
         }
-        if ep.tls.is_some() {
-            return Err(format!(
-                "entrypoints.{name}.tls: TLS termination is not available in this version of gantry yet"
-            ));
-        }
+        validate_entrypoint(name, ep)?;
     }
     if let Some(api) = &config.api {
         if let Some(name) = seen.get(&api.address).filter(|_| api.address.port() != 0) {

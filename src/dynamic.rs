@@ -106,6 +106,23 @@ pub struct LoadBalancer {
     pub outlier: OutlierDetection,
     /// Prefer servers in gantry's own availability zone.
     pub zone: Option<ZoneAffinity>,
+    /// How servers of scheme `https` are verified (labels `S.tls.*`).
+    #[serde(default)]
+    pub tls: ServerTls,
+}
+
+/// TLS to a service's `https` servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    /// Accept any certificate (`S.tls.insecure_skip_verify=true`): shown as a
+    /// warning in the dashboard.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// The name the certificate must carry (`S.tls.server_name`); else the server's
+    /// IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// Passive outlier detection (labels `S.outlier.*`). On by default: a server failing
@@ -268,6 +285,11 @@ impl Scheme {
         }
     }
 
+    /// Spoken through gantry's own HTTP/2 connection (h2c, or h2 over TLS).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Scheme::H2c | Scheme::Https)
+    }
+
     /// Parses a label value; case-insensitive.
     pub fn parse(s: &str) -> Option<Scheme> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -299,6 +321,9 @@ pub struct Server {
     pub zone: Option<String>,
     pub health: TaskHealth,
     pub lifecycle: Lifecycle,
+    /// An https server's TLS settings (its service's `S.tls.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
 }
 
 impl Server {
@@ -317,6 +342,7 @@ impl Server {
             zone: task.zone.clone(),
             health: task.health,
             lifecycle: task.lifecycle,
+            tls: None,
         }
     }
 }

@@ -21,4 +21,5 @@ pub mod route_index;
 pub mod rules;
 pub mod table;
 pub mod telemetry;
+pub mod tls;
 pub mod watcher;

@@ -62,6 +62,31 @@ pub struct Draining {
     pub cut_at: Instant,
 }
 
+/// An entrypoint as the routing table sees it: its name, and whether it
+/// terminates TLS (routers with `tls=true` serve only on those). A bare name is a
+/// plain entrypoint.
+pub trait EntrypointSpec {
+    fn name(&self) -> &str;
+    fn tls(&self) -> bool {
+        false
+    }
+}
+
+impl EntrypointSpec for String {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+impl EntrypointSpec for (String, bool) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn tls(&self) -> bool {
+        self.1
+    }
+}
+
 /// Everything the request path needs, immutable.
 #[derive(Debug)]
 pub struct RoutingTable {
@@ -84,6 +109,8 @@ pub struct RoutingTable {
     draining: Vec<Draining>,
     /// How long they may take (carried from table to table).
     drain: Duration,
+    /// What https servers are verified against (carried from table to table).
+    upstream_tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl RoutingTable {
@@ -107,14 +134,21 @@ impl RoutingTable {
             router_stats: HashMap::new(),
             service_stats: HashMap::new(),
             service_index: HashMap::new(),
+            upstream_tls: None,
         }
+    }
+
+    /// Trust `tls` for https servers (else the system's roots).
+    pub fn with_upstream_tls(mut self, tls: Arc<crate::tls::UpstreamTls>) -> RoutingTable {
+        self.upstream_tls = Some(tls);
+        self
     }
 
     /// Compiles a checked configuration (see [`validate`]), reusing `previous`'s
     /// endpoints. `entrypoints` are the static config's entrypoint names, in order.
     pub fn compile(
         config: Arc<DynamicConfig>,
-        entrypoints: &[String],
+        entrypoints: &[impl EntrypointSpec],
         previous: &RoutingTable,
     ) -> RoutingTable {
         let mut endpoints: HashMap<EndpointKey, Arc<Endpoint>> = HashMap::new();
@@ -148,7 +182,12 @@ impl RoutingTable {
                                     .find(|e| e.key() == key)
                             })
                             .cloned()
-                            .unwrap_or_else(|| Arc::new(Endpoint::new(key.clone())))
+                            .unwrap_or_else(|| {
+                                Arc::new(match &previous.upstream_tls {
+                                    Some(tls) => Endpoint::with_tls(key.clone(), Some(tls)),
+                                    None => Endpoint::new(key.clone()),
+                                })
+                            })
                     })
                     .clone();
                 ep.observe_platform(server.health, server.lifecycle);
@@ -210,8 +249,10 @@ impl RoutingTable {
                 .retry
                 .as_ref()
                 .map(|r| Arc::new(crate::proxy::retry::RetryRule::new(r)));
-            for (i, ep_name) in entrypoints.iter().enumerate() {
-                if router.entry_points.is_empty() || router.entry_points.contains(ep_name) {
+            for (i, ep) in entrypoints.iter().enumerate() {
+                let named = router.entry_points.is_empty()
+                    || router.entry_points.iter().any(|e| e == ep.name());
+                if named && (ep.tls() || !router.tls) {
                     per_ep[i].push(Route {
                         name: name.clone(),
                         priority: router.priority,
@@ -255,6 +296,7 @@ impl RoutingTable {
             zone: previous.zone.clone(),
             draining: draining(previous, &endpoints),
             drain: previous.drain,
+            upstream_tls: previous.upstream_tls.clone(),
             endpoints,
         }
     }
@@ -391,15 +433,17 @@ fn carry(previous: &HashMap<Arc<str>, Arc<CallStats>>, name: &Arc<str>) -> Arc<C
 
 /// Checks what only the static configuration knows (entrypoint names, what this
 /// build supports), disabling the objects at fault with an error each.
-pub fn validate(config: &mut DynamicConfig, entrypoints: &[String]) {
+pub fn validate(config: &mut DynamicConfig, entrypoints: &[impl EntrypointSpec]) {
     let mut errors = Vec::new();
     for (name, svc) in config.services.iter_mut() {
         if svc.status != Status::Enabled {
             continue;
         }
-        if let Some(server) = svc.servers.iter().find(|s| s.scheme == Scheme::Https) {
+        let https = svc.servers.iter().find(|s| s.scheme == Scheme::Https);
+        if let (Some(server), Some(_)) = (https, &svc.load_balancer.health_check) {
             let message = format!(
-                "server {} uses scheme https, which this version of gantry cannot dial yet; use h2c or http",
+                "server {} uses scheme https, and active health checks over TLS are not available yet; \
+                 remove the healthcheck labels (outlier detection still ejects failing servers)",
                 server.url
             );
             svc.status = Status::Disabled;
@@ -418,19 +462,41 @@ pub fn validate(config: &mut DynamicConfig, entrypoints: &[String]) {
             continue;
         }
         let mut problem = None;
+        let names = || {
+            entrypoints
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let tls_named = |e: &str| entrypoints.iter().any(|x| x.name() == e && x.tls());
         if let Some(unknown) = router
             .entry_points
             .iter()
-            .find(|e| !entrypoints.contains(e))
+            .find(|e| !entrypoints.iter().any(|x| x.name() == e.as_str()))
         {
             problem = Some(format!(
                 "unknown entrypoint {unknown:?}; configured entrypoints: {}",
-                entrypoints.join(", ")
+                names()
             ));
-        } else if router.tls {
-            problem = Some(
-                "tls=true but no entrypoint terminates TLS in this version of gantry".to_string(),
-            );
+        } else if router.tls
+            && !(router.entry_points.is_empty() && entrypoints.iter().any(|e| e.tls()))
+            && !router.entry_points.iter().any(|e| tls_named(e))
+        {
+            let tls: Vec<&str> = entrypoints
+                .iter()
+                .filter(|e| e.tls())
+                .map(|e| e.name())
+                .collect();
+            problem = Some(if tls.is_empty() {
+                "tls=true but no entrypoint terminates TLS (add [entrypoints.<name>.tls])"
+                    .to_string()
+            } else {
+                format!(
+                    "tls=true but none of its entrypoints terminates TLS; TLS entrypoints: {}",
+                    tls.join(", ")
+                )
+            });
         } else if config
             .services
             .get(&router.service)

@@ -28,7 +28,8 @@ pub struct Input {
 pub struct Watcher {
     pub inputs: Vec<Input>,
     pub labels: LabelOptions,
-    pub entrypoints: Vec<String>,
+    /// Entrypoint names, and whether each terminates TLS.
+    pub entrypoints: Vec<(String, bool)>,
     pub throttle: Duration,
     pub table: SharedTable,
     /// Progress counters (tests and the API wait on them).
@@ -136,7 +137,7 @@ pub fn assemble(
     inputs: &[Input],
     updates: &[Option<Arc<ProviderUpdate>>],
     label_opts: &LabelOptions,
-    entrypoints: &[String],
+    entrypoints: &[impl table::EntrypointSpec],
 ) -> DynamicConfig {
     let named: Vec<(&str, Option<&ProviderUpdate>)> = inputs
         .iter()
@@ -150,7 +151,7 @@ pub fn assemble(
 pub fn assemble_named(
     updates: &[(&str, Option<&ProviderUpdate>)],
     label_opts: &LabelOptions,
-    entrypoints: &[String],
+    entrypoints: &[impl table::EntrypointSpec],
 ) -> DynamicConfig {
     let total: usize = updates
         .iter()

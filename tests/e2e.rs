@@ -20,4 +20,5 @@ mod reload;
 mod resilience;
 mod retries;
 mod splits;
+mod tls;
 mod zones;

@@ -633,6 +633,8 @@
           h('span', null, 'p50 ', h('b', null, fmtMs(x.p50Ms)), ' ms'),
           h('span', null, 'p99 ', h('b', null, fmtMs(x.p99Ms)), ' ms'))),
       errorList(s.error),
+      arr(s.warnings).length ? h('ul', { class: 'warnings' },
+        arr(s.warnings).map((w) => h('li', { class: 'warn-text' }, '⚠ ' + str(w)))) : null,
       lb.healthCheck ? h('p', { class: 'meta' }, 'health check: ', str(lb.healthCheck.mode),
         lb.healthCheck.target ? ' ' + str(lb.healthCheck.target) : '',
         ' every ', fmtInt(lb.healthCheck.intervalMs), ' ms') : null,

@@ -83,6 +83,9 @@ pub struct LoadBalancerView {
     pub health_check: Option<crate::dynamic::HealthCheck>,
     pub outlier: crate::dynamic::OutlierDetection,
     pub zone_affinity: Option<crate::dynamic::ZoneAffinity>,
+    /// How its https servers are verified (absent without https servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::dynamic::ServerTls>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -94,6 +97,9 @@ pub struct ServiceView {
     pub provider: String,
     pub status: &'static str,
     pub error: Vec<String>,
+    /// What works but is unsafe or odd (servers' certificates not verified).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub used_by: Vec<String>,
     pub tasks: Vec<String>,
     pub load_balancer: LoadBalancerView,
@@ -134,7 +140,18 @@ pub struct RouterView {
 pub struct EntrypointView {
     pub name: String,
     pub address: String,
+    /// The certificates it serves, when it terminates TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsView>,
     pub stats: StatsView,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsView {
+    pub certificates: Vec<crate::tls::CertInfo>,
+    /// Why the files last failed to reload (the previous certificates stay).
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -316,11 +333,26 @@ impl<'a> Snapshot<'a> {
                     .collect();
                 let server_status = servers.iter().map(|s| (s.url.clone(), s.health)).collect();
                 let split = !svc.weighted.is_empty();
+                let https = svc
+                    .servers
+                    .iter()
+                    .any(|s| s.scheme == crate::dynamic::Scheme::Https);
+                let mut warnings = Vec::new();
+                if https && svc.load_balancer.tls.insecure_skip_verify {
+                    warnings.push(
+                        "tls.insecure_skip_verify=true: the https servers' certificates are not \
+                         verified, so anyone on the path can pose as them"
+                            .to_string(),
+                    );
+                }
                 let status = if !enabled {
                     "disabled"
                 } else if split {
                     "enabled"
-                } else if servers.iter().any(|s| s.health != "UP") || servers.is_empty() {
+                } else if !warnings.is_empty()
+                    || servers.iter().any(|s| s.health != "UP")
+                    || servers.is_empty()
+                {
                     "warning"
                 } else {
                     "enabled"
@@ -337,6 +369,7 @@ impl<'a> Snapshot<'a> {
                     provider: svc.provider.clone(),
                     status,
                     error: svc.errors.clone(),
+                    warnings,
                     used_by,
                     tasks: svc.tasks.clone(),
                     load_balancer: LoadBalancerView {
@@ -345,6 +378,7 @@ impl<'a> Snapshot<'a> {
                         health_check: svc.load_balancer.health_check.clone(),
                         outlier: svc.load_balancer.outlier.clone(),
                         zone_affinity: svc.load_balancer.zone.clone(),
+                        tls: https.then(|| svc.load_balancer.tls.clone()),
                     },
                     weighted: split.then(|| WeightedView {
                         services: svc.weighted.clone(),
@@ -437,9 +471,19 @@ impl<'a> Snapshot<'a> {
             .entrypoints
             .iter()
             .zip(&self.shared.entrypoint_stats)
-            .map(|((name, addr), stats)| EntrypointView {
+            .enumerate()
+            .map(|(i, ((name, addr), stats))| EntrypointView {
                 name: name.clone(),
                 address: addr.to_string(),
+                tls: self
+                    .shared
+                    .entrypoint_tls
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|store| TlsView {
+                        certificates: store.info(),
+                        last_error: store.last_error().map(|e| e.to_string()),
+                    }),
                 stats: StatsView::of(stats, self.now),
             })
             .collect()
@@ -612,7 +656,9 @@ pub mod samples {
                 health_check: None,
                 outlier: Default::default(),
                 zone_affinity: Some(Default::default()),
+                tls: Some(Default::default()),
             },
+            warnings: vec![String::new()],
             ..Default::default()
         }
     }

@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 use super::codes::CodeSet;
 use super::health::{self, CheckConfig, CheckKind, HealthState};
 use super::EndpointKey;
-use crate::dynamic::{HealthCheck, HealthMode, Scheme, Status};
+use crate::dynamic::{HealthCheck, HealthMode, Status};
 use crate::proxy::SharedTable;
 use crate::table::RoutingTable;
 use crate::watcher::Progress;
@@ -75,7 +75,7 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
         endpoint.set_check(Some(state.clone()));
         let task = tokio::spawn(health::run(
             key.address,
-            key.scheme == Scheme::H2c,
+            key.scheme.is_h2(),
             None,
             config_of(check),
             state,

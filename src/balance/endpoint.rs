@@ -16,7 +16,7 @@ use super::ewma::PeakEwma;
 use super::health::HealthState;
 use super::outlier::OutlierState;
 
-use crate::dynamic::{Scheme, Server};
+use crate::dynamic::{Scheme, Server, ServerTls};
 use crate::provider::{Lifecycle, TaskHealth};
 use crate::proxy::upstream::Upstream;
 use crate::telemetry::CallStats;
@@ -27,6 +27,8 @@ pub struct EndpointKey {
     pub task: String,
     pub address: SocketAddr,
     pub scheme: Scheme,
+    /// An https server's verification settings.
+    pub tls: Option<ServerTls>,
 }
 
 impl EndpointKey {
@@ -35,6 +37,7 @@ impl EndpointKey {
             task: server.task.clone(),
             address: server.address,
             scheme: server.scheme,
+            tls: server.tls.clone(),
         }
     }
 }
@@ -80,13 +83,34 @@ const DEFAULT_RTT: Duration = Duration::from_millis(1);
 const RTT_DECAY: Duration = Duration::from_secs(10);
 
 impl Endpoint {
+    /// An endpoint whose https connections trust the system's roots.
     pub fn new(key: EndpointKey) -> Endpoint {
+        let tls = match key.scheme {
+            Scheme::Https => Some(crate::tls::UpstreamTls::system()),
+            _ => None,
+        };
+        Endpoint::with_tls(key, tls.as_deref())
+    }
+
+    /// An endpoint dialling https with `tls` (what the config trusts).
+    pub fn with_tls(key: EndpointKey, tls: Option<&crate::tls::UpstreamTls>) -> Endpoint {
         let display: Arc<str> = format!("{}@{}", key.task, key.address).into();
+        let dial = match (key.scheme, tls) {
+            (Scheme::Https, Some(tls)) => {
+                let t = key.tls.clone().unwrap_or_default();
+                Some(tls.dial(
+                    key.address.ip(),
+                    t.server_name.as_deref(),
+                    t.insecure_skip_verify,
+                ))
+            }
+            _ => None,
+        };
         // A socket address always forms a valid authority; the fallback is unreachable.
         let authority = http::uri::Authority::try_from(key.address.to_string().as_str())
             .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"));
         Endpoint {
-            upstream: Upstream::new(key.address, key.scheme),
+            upstream: Upstream::new(key.address, key.scheme, dial),
             authority,
             key,
             display,

@@ -33,6 +33,7 @@ pub(crate) fn test_endpoints(n: usize) -> Vec<std::sync::Arc<Endpoint>> {
                 task: format!("t{i}"),
                 address: ([127, 0, 0, 1], 1000 + i as u16).into(),
                 scheme: crate::dynamic::Scheme::H2c,
+                tls: None,
             }))
         })
         .collect()

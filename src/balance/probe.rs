@@ -50,9 +50,8 @@ fn needs_dial(e: &Endpoint) -> bool {
         return false;
     }
     match e.scheme() {
-        Scheme::H2c => !e.upstream().is_connected(),
+        Scheme::H2c | Scheme::Https => !e.upstream().is_connected(),
         Scheme::Http => !e.is_reachable(),
-        Scheme::Https => false,
     }
 }
 

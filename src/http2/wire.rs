@@ -36,6 +36,47 @@ pub struct Limits {
     pub max_frame_size: u32,
     /// SETTINGS_MAX_HEADER_LIST_SIZE.
     pub max_header_list_size: u32,
+    /// Streams the peer resets, or makes us reset, beyond the calls it completes.
+    pub resets: Budget,
+    /// Frames that cost work and carry no call: SETTINGS, PING, PRIORITY, empty
+    /// DATA, unknown types.
+    pub control: Budget,
+}
+
+/// A leaky bucket: `burst` events at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// How full one [`Budget`] is, in thousandths of an event.
+#[derive(Debug, Default)]
+struct Bucket {
+    level: u64,
+    at: Option<std::time::Instant>,
+}
+
+impl Bucket {
+    /// Counts one event; false once the budget is spent.
+    fn spend(&mut self, budget: Budget) -> bool {
+        let now = std::time::Instant::now();
+        if let Some(at) = self.at {
+            let ms = now.saturating_duration_since(at).as_millis() as u64;
+            // `per_second` events a second are `per_second` thousandths a millisecond.
+            self.level = self
+                .level
+                .saturating_sub(ms.saturating_mul(u64::from(budget.per_second)));
+        }
+        self.at = Some(now);
+        self.level += 1000;
+        self.level <= u64::from(budget.burst) * 1000
+    }
+
+    /// Takes one event back.
+    fn refund(&mut self) {
+        self.level = self.level.saturating_sub(1000);
+    }
 }
 
 /// Windows big enough that a multi-megabyte message is not throttled by round
@@ -48,8 +89,35 @@ impl Default for Limits {
             connection_window: 8 << 20,
             max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: 64 << 10,
+            resets: Budget {
+                per_second: 100,
+                burst: 400,
+            },
+            control: Budget {
+                per_second: 100,
+                burst: 400,
+            },
         }
     }
+}
+
+impl Limits {
+    /// Limits for connections to servers gantry chose: they are trusted not to
+    /// flood, and a server resetting streams (REFUSED_STREAM under load) is normal.
+    pub fn upstream() -> Limits {
+        Limits {
+            resets: Budget::UNLIMITED,
+            control: Budget::UNLIMITED,
+            ..Limits::default()
+        }
+    }
+}
+
+impl Budget {
+    pub const UNLIMITED: Budget = Budget {
+        per_second: u32::MAX,
+        burst: u32::MAX,
+    };
 }
 
 /// What the peer's SETTINGS said (RFC 9113 §6.5.2 initial values until then).
@@ -179,6 +247,8 @@ pub struct Wire {
     expect_preface: bool,
     /// The peer's first frame must be SETTINGS (RFC 9113 §3.4).
     expect_settings: bool,
+    resets: Bucket,
+    control: Bucket,
 }
 
 impl Wire {
@@ -213,6 +283,8 @@ impl Wire {
             partial: None,
             expect_preface: false,
             expect_settings: true,
+            resets: Bucket::default(),
+            control: Bucket::default(),
         }
     }
 
@@ -356,6 +428,46 @@ impl Wire {
         debug_assert_eq!(self.wbuf.len() - before, len);
     }
 
+    /// A header block (or the preface and first SETTINGS, or a frame head) is
+    /// partly read: the peer owes the rest of it, and a slow peer is a slowloris.
+    pub fn head_pending(&self) -> bool {
+        if self.partial.is_some() || self.expect_settings {
+            return true;
+        }
+        match self.rbuf.len() {
+            0 => false,
+            n if n < HEAD_LEN => true,
+            _ => matches!(self.rbuf[3], kind::HEADERS | kind::CONTINUATION),
+        }
+    }
+
+    /// Counts a stream the peer made us reset (a malformed request, say).
+    pub fn peer_fault(&mut self) -> Result<(), ConnError> {
+        if self.resets.spend(self.limits.resets) {
+            return Ok(());
+        }
+        Err(ConnError::new(
+            Reason::ENHANCE_YOUR_CALM,
+            "too many streams reset (rapid reset)",
+        ))
+    }
+
+    /// A call completed: one reset more is allowed (resets count only beyond the
+    /// calls a connection completes, so a busy client may cancel a share of them).
+    pub fn call_completed(&mut self) {
+        self.resets.refund();
+    }
+
+    fn control_frame(&mut self) -> Result<(), ConnError> {
+        if self.control.spend(self.limits.control) {
+            return Ok(());
+        }
+        Err(ConnError::new(
+            Reason::ENHANCE_YOUR_CALM,
+            "too many control frames (SETTINGS, PING, PRIORITY or empty frames)",
+        ))
+    }
+
     /// The next whole frame in the read buffer, if one is there.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {
@@ -419,17 +531,12 @@ impl Wire {
                 if head.stream == 0 {
                     return Err(ConnError::protocol("PRIORITY on stream 0"));
                 }
+                self.control_frame()?;
                 if payload.len() != 5 {
-                    return Ok(Some(Frame::StreamError {
-                        stream: head.stream,
-                        reason: Reason::FRAME_SIZE_ERROR,
-                    }));
+                    return self.stream_error(head.stream, Reason::FRAME_SIZE_ERROR);
                 }
                 if frame::read_u31(&payload) == head.stream {
-                    return Ok(Some(Frame::StreamError {
-                        stream: head.stream,
-                        reason: Reason::PROTOCOL_ERROR,
-                    }));
+                    return self.stream_error(head.stream, Reason::PROTOCOL_ERROR);
                 }
                 Ok(None)
             }
@@ -443,6 +550,7 @@ impl Wire {
                         "RST_STREAM is not 4 bytes",
                     ));
                 }
+                self.peer_fault()?;
                 Ok(Some(Frame::Reset {
                     stream: head.stream,
                     reason: Reason(frame::read_u32(&payload)),
@@ -463,6 +571,7 @@ impl Wire {
                 if head.has(flag::ACK) {
                     return Ok(Some(Frame::PingAck(data)));
                 }
+                self.control_frame()?;
                 frame::put_ping(&mut self.wbuf, true, data);
                 Ok(None)
             }
@@ -506,19 +615,22 @@ impl Wire {
                         ));
                     }
                 } else if increment == 0 {
-                    return Ok(Some(Frame::StreamError {
-                        stream: head.stream,
-                        reason: Reason::PROTOCOL_ERROR,
-                    }));
+                    return self.stream_error(head.stream, Reason::PROTOCOL_ERROR);
                 }
                 Ok(Some(Frame::WindowUpdate {
                     stream: head.stream,
                     increment,
                 }))
             }
-            // Unknown frame types are ignored (RFC 9113 §4.1).
-            _ => Ok(None),
+            // Unknown frame types are ignored (RFC 9113 §4.1), and counted.
+            _ => self.control_frame().map(|()| None),
         }
+    }
+
+    /// A frame broke its stream's rules: the stream is reset, and that counts.
+    fn stream_error(&mut self, stream: u32, reason: Reason) -> Result<Option<Frame>, ConnError> {
+        self.peer_fault()?;
+        Ok(Some(Frame::StreamError { stream, reason }))
     }
 
     fn data_frame(&mut self, head: Head, mut payload: BytesMut) -> Result<Frame, ConnError> {
@@ -533,6 +645,14 @@ impl Wire {
             ));
         }
         self.recv_window -= flow as i64;
+        if flow == 0 && !head.has(flag::END_STREAM) {
+            // An empty DATA frame carries nothing: a flood of them is abuse.
+            self.control_frame()?;
+        } else {
+            // Frames that carry calls pay for control frames (a client's BDP PINGs
+            // follow the data it receives; HTTP/2 clients do that).
+            self.control.refund();
+        }
         if head.has(flag::PADDED) {
             let pad = strip_padding(&mut payload)?;
             // Padding is never passed on: its window comes back at once.
@@ -567,14 +687,12 @@ impl Wire {
             if frame::read_u31(&payload) == head.stream {
                 payload.advance(5);
                 self.decode_and_drop(&payload)?;
-                return Ok(Some(Frame::StreamError {
-                    stream: head.stream,
-                    reason: Reason::PROTOCOL_ERROR,
-                }));
+                return self.stream_error(head.stream, Reason::PROTOCOL_ERROR);
             }
             payload.advance(5);
         }
         let end = head.has(flag::END_STREAM);
+        self.control.refund();
         if head.has(flag::END_HEADERS) {
             return Ok(Some(Frame::Headers {
                 stream: head.stream,
@@ -652,6 +770,7 @@ impl Wire {
             }
             return Ok(None);
         }
+        self.control_frame()?;
         if payload.len() % 6 != 0 {
             return Err(ConnError::new(
                 Reason::FRAME_SIZE_ERROR,

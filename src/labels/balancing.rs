@@ -1,5 +1,5 @@
 //! Load-balancer labels beyond the server: `strategy`, `hash.header`,
-//! `sticky.cookie.*`, `healthcheck.*`, `outlier.*` and `zone.*`, under
+//! `sticky.cookie.*`, `healthcheck.*`, `outlier.*`, `zone.*` and `tls.*`, under
 //! `<prefix>.http.services.<name>.loadbalancer.`.
 //!
 //! Names follow Traefik where it has them (`strategy=wrr|p2c`, `sticky.cookie.*`,
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::balance::codes::CodeSet;
 use crate::dynamic::{
-    HealthCheck, HealthMode, LoadBalancer, OutlierDetection, StickyCookie, Strategy, ZoneAffinity,
+    HealthCheck, HealthMode, LoadBalancer, OutlierDetection, ServerTls, StickyCookie, Strategy,
+    ZoneAffinity,
 };
 
 use super::parse::{parse_bool, set, Problem, Value};
@@ -39,6 +40,8 @@ pub(crate) struct BalancingLabels {
     hc_unhealthy: Option<Value<u32>>,
     outlier: OutlierLabels,
     zone: ZoneLabels,
+    tls_insecure: Option<Value<bool>>,
+    tls_server_name: Option<Value<String>>,
 }
 
 /// `outlier.*`: passive outlier detection (on by default).
@@ -76,7 +79,7 @@ const DEFAULT_UNHEALTHY: u32 = 2;
 pub(crate) fn is_balancing(rest: &[&str]) -> bool {
     matches!(
         rest.first(),
-        Some(&("strategy" | "hash" | "sticky" | "healthcheck" | "outlier" | "zone"))
+        Some(&("strategy" | "hash" | "sticky" | "healthcheck" | "outlier" | "zone" | "tls"))
     )
 }
 
@@ -144,13 +147,23 @@ impl BalancingLabels {
                 problems,
             ),
             ["outlier", ..] | ["zone", ..] => self.add_passive(key, rest, value, problems),
+            ["tls", "insecure_skip_verify" | "insecureskipverify"] => {
+                set(&mut self.tls_insecure, key, parse_bool(value), problems)
+            }
+            ["tls", "server_name" | "servername"] => set(
+                &mut self.tls_server_name,
+                key,
+                parse_server_name(value),
+                problems,
+            ),
             _ => problems.push(Problem::at(
                 key,
                 format!(
                     "unknown load balancer label {key:?} (strategy, hash.header, \
                      sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
                      healthcheck.{{mode,path,service,codes,interval,timeout,\
-                     healthythreshold,unhealthythreshold}}, outlier.*, zone.*)"
+                     healthythreshold,unhealthythreshold}}, outlier.*, zone.*, \
+                     tls.insecure_skip_verify, tls.server_name)"
                 ),
             )),
         }
@@ -343,6 +356,29 @@ pub(crate) fn resolve(
         ),
         outlier: outlier(labels.outlier, problems),
         zone: zone(labels.zone, problems),
+        tls: ServerTls {
+            insecure_skip_verify: take(labels.tls_insecure, problems).is_some_and(|(b, _)| b),
+            server_name: take(labels.tls_server_name, problems).map(|(n, _)| n),
+        },
+    }
+}
+
+/// `tls.server_name`: the DNS name an https server's certificate must carry.
+fn parse_server_name(value: &str) -> Result<String, String> {
+    let v = value.trim().to_ascii_lowercase();
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(v)
+    } else {
+        Err(format!("{value:?} is not a DNS name"))
     }
 }
 
@@ -466,6 +502,9 @@ pub(crate) fn differences(a: &LoadBalancer, b: &LoadBalancer) -> Vec<String> {
     }
     if a.health_check != b.health_check {
         out.push("healthcheck settings differ".to_string());
+    }
+    if a.tls != b.tls {
+        out.push(format!("tls {:?} vs {:?}", a.tls, b.tls));
     }
     if a.outlier != b.outlier {
         out.push("outlier settings differ".to_string());

@@ -83,7 +83,17 @@ pub fn build(tasks: &[Task], opts: &LabelOptions) -> DynamicConfig {
         let defs = resolve::resolve(task, &opts.prefix, labels);
         merger.add(task, defs);
     }
-    merger.finish()
+    let mut config = merger.finish();
+    // Each https server carries its service's TLS settings: a server shared by two
+    // services that verify differently gets two connections.
+    for svc in config.services.values_mut() {
+        for server in &mut svc.servers {
+            if server.scheme == crate::dynamic::Scheme::Https {
+                server.tls = Some(svc.load_balancer.tls.clone());
+            }
+        }
+    }
+    config
 }
 
 /// Whether `task` is to be routed: enabled (explicitly, or by default and not

@@ -117,6 +117,10 @@ pub(crate) struct Downstream<T> {
     read_some: bool,
     /// A keep-alive PING is out and must be answered by then.
     ping_due: Option<Instant>,
+    /// How long the client may take over a header block (or its preface).
+    head_timeout: Duration,
+    /// Since when a header block has been partly read.
+    head_since: Option<Instant>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -128,6 +132,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         ctx: Arc<ConnCtx>,
         limits: Limits,
         idle: Option<Duration>,
+        head_timeout: Duration,
         shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Downstream<T> {
         let mut wire = Wire::server(limits);
@@ -158,6 +163,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             last_read: now,
             read_some: false,
             ping_due: None,
+            head_timeout,
+            head_since: Some(now),
             shutdown,
         }
     }
@@ -283,6 +290,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             return compression(decoded).map(drop);
         }
         if self.streams.len() >= self.wire.limits.max_concurrent_streams as usize {
+            // Past the limit it was told: each such stream counts as a reset.
+            self.wire.peer_fault()?;
             frame::put_rst(&mut self.wire.wbuf, id, Reason::REFUSED_STREAM);
             return compression(decoded).map(drop);
         }
@@ -292,6 +301,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
             }
             Err(HeadError::TooLarge(_)) => {
+                self.wire.peer_fault()?;
                 self.wire.headers(id, true, |enc, dst| {
                     head::encode_response(
                         enc,
@@ -307,6 +317,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             }
             Err(HeadError::Malformed(why)) => {
                 tracing::debug!(client = %self.ctx.client, stream = id, why, "malformed request");
+                self.wire.peer_fault()?;
                 frame::put_rst(&mut self.wire.wbuf, id, Reason::PROTOCOL_ERROR);
                 return Ok(());
             }
@@ -328,6 +339,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
             }
             Err(_) => {
+                self.wire.peer_fault()?;
                 self.reset(id, Reason::PROTOCOL_ERROR);
                 return Ok(());
             }
@@ -644,6 +656,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if let Some(call) = st.call.take() {
             call.finish(end);
         }
+        if end == End::Complete {
+            self.wire.call_completed();
+        }
         if !st.recv_closed {
             // Answered before the client finished sending: it may stop now.
             frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
@@ -875,7 +890,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             _ => None,
         };
         let keepalive = self.ping_due.unwrap_or(self.last_read + KEEPALIVE_INTERVAL);
-        [deadline, idle]
+        let head = self.head_since.map(|since| since + self.head_timeout);
+        [deadline, idle, head]
             .into_iter()
             .flatten()
             .fold(keepalive, Instant::min)
@@ -898,6 +914,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         self.timer_at = None;
         let now = Instant::now();
         self.expire(now.into_std());
+        if self
+            .head_since
+            .is_some_and(|since| now >= since + self.head_timeout)
+        {
+            tracing::debug!(client = %self.ctx.client, "client too slow with a header block: closing");
+            self.fail(ConnError::new(
+                Reason::ENHANCE_YOUR_CALM,
+                "a header block took too long (slowloris)",
+            ));
+            return true;
+        }
         match self.ping_due {
             Some(due) if now >= due => {
                 tracing::debug!(client = %self.ctx.client, "client did not answer a PING in time: closing");
@@ -936,6 +963,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if std::mem::take(&mut self.unread) {
             // What the entrypoint read while telling HTTP/2 from HTTP/1.1 may
             // hold whole requests already.
+            self.read_some = true;
             self.frames();
             return true;
         }
@@ -1029,6 +1057,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                     }
                     if read_some {
                         this.last_read = now;
+                        this.head_since = match this.wire.head_pending() {
+                            true => this.head_since.or(Some(now)),
+                            false => None,
+                        };
                     }
                 }
                 if this.poll_timer(cx) {

@@ -1,7 +1,12 @@
 //! Entrypoints: listening sockets that speak HTTP/1.1 and h2c (prior knowledge) on
-//! one port. The first bytes of a connection tell them apart: the HTTP/2 preface
-//! goes to gantry's own HTTP/2 ([`super::downstream`]), anything else to hyper's
-//! HTTP/1.1 server with those bytes put back in front.
+//! one port, or both over TLS (ALPN `h2` and `http/1.1`). The first bytes of a
+//! connection (after the TLS handshake) tell them apart: the HTTP/2 preface goes to
+//! gantry's own HTTP/2 ([`super::downstream`]), anything else to hyper's HTTP/1.1
+//! server with those bytes put back in front.
+//!
+//! Each stage has a deadline (`header_read_timeout`): the handshake, the first
+//! bytes, an HTTP/1.1 head, an HTTP/2 header block. Connections past
+//! `max_connections` are closed as they are accepted.
 //!
 //! Shutdown stops accepting, asks every connection to finish (HTTP/2 GOAWAY, HTTP/1
 //! close after the current response) and waits for calls in flight, up to a limit.
@@ -12,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::downstream::Downstream;
 use super::service::ConnService;
@@ -23,10 +28,36 @@ use crate::http2::frame::PREFACE;
 use crate::http2::wire::Limits;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
+use crate::tls::ServerTls;
 
-/// How long a new connection may take to send its first bytes (and an HTTP/1.1
-/// client its request head).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How an entrypoint treats its client connections.
+#[derive(Clone)]
+pub struct Settings {
+    /// A client connection with no call open for this long is closed (GOAWAY).
+    pub idle_timeout: Option<Duration>,
+    /// For the TLS handshake, the first bytes, an HTTP/1.1 head, an HTTP/2 header
+    /// block.
+    pub header_timeout: Duration,
+    /// Client connections open at once (0: no limit).
+    pub max_connections: usize,
+    /// The largest HTTP/1.1 request head.
+    pub max_header_bytes: usize,
+    pub http2: Limits,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            idle_timeout: None,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 0,
+            max_header_bytes: 64 << 10,
+            http2: Limits::default(),
+            tls: None,
+        }
+    }
+}
 
 /// A bound entrypoint, not yet serving.
 pub struct Entrypoint {
@@ -34,8 +65,9 @@ pub struct Entrypoint {
     pub index: usize,
     /// Calls through this entrypoint, for the API and `/metrics`.
     pub stats: Arc<CallStats>,
-    /// A client connection with no call open for this long is closed (GOAWAY).
-    pub idle_timeout: Option<Duration>,
+    pub settings: Settings,
+    /// Connections closed at accept because `max_connections` were open.
+    pub refused: Arc<AtomicU64>,
     listener: TcpListener,
 }
 
@@ -98,7 +130,8 @@ pub async fn bind(name: &str, index: usize, addr: SocketAddr) -> std::io::Result
         name: name.into(),
         index,
         stats: Arc::default(),
-        idle_timeout: None,
+        settings: Settings::default(),
+        refused: Arc::default(),
         listener,
     })
 }
@@ -117,15 +150,35 @@ impl Entrypoint {
         drain: Duration,
         access_log: Option<Arc<AccessLog>>,
     ) {
+        let settings = Arc::new(self.settings.clone());
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(settings.header_timeout)
+            .max_buf_size(settings.max_header_bytes.max(8192));
         let http1 = Arc::new(http1);
         // Every connection task holds a clone; when all are gone, the drain is over.
         let (live, mut all_closed) = mpsc::channel::<()>(1);
-        let idle_timeout = self.idle_timeout;
+        let slots = (settings.max_connections > 0)
+            .then(|| Arc::new(Semaphore::new(settings.max_connections)));
+        let mut last_refusal_log: Option<std::time::Instant> = None;
+        if let Some(tls) = &settings.tls {
+            let store = tls.store.clone();
+            let every = tls.reload_every;
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = store.watch(every) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            });
+        }
+        let proto = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -138,6 +191,22 @@ impl Entrypoint {
                             continue;
                         }
                     };
+                    let slot = match &slots {
+                        None => None,
+                        Some(slots) => match slots.clone().try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => {
+                                self.refused.fetch_add(1, Ordering::Relaxed);
+                                let now = std::time::Instant::now();
+                                if last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                                    last_refusal_log = Some(now);
+                                    tracing::warn!(entrypoint = %self.name, max = settings.max_connections, "max_connections reached: closing new connections");
+                                }
+                                drop(stream);
+                                continue;
+                            }
+                        },
+                    };
                     let _ = stream.set_nodelay(true);
                     let client_ip = http::HeaderValue::from_str(&client.ip().to_string())
                         .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
@@ -149,18 +218,19 @@ impl Entrypoint {
                         stats: self.stats.clone(),
                         access_log: access_log.clone(),
                         client,
-                        proto: "http",
+                        proto,
                     });
                     let conn = Conn {
                         ctx,
                         http1: http1.clone(),
-                        idle_timeout,
+                        settings: settings.clone(),
                         stop: shutdown.clone(),
                     };
                     let live = live.clone();
                     tokio::spawn(async move {
-                        conn.serve(stream).await;
+                        conn.start(stream).await;
                         drop(live);
+                        drop(slot);
                     });
                 }
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
@@ -181,14 +251,33 @@ impl Entrypoint {
 struct Conn {
     ctx: Arc<ConnCtx>,
     http1: Arc<hyper::server::conn::http1::Builder>,
-    idle_timeout: Option<Duration>,
+    settings: Arc<Settings>,
     stop: watch::Receiver<bool>,
 }
 
 impl Conn {
-    async fn serve(self, mut stream: TcpStream) {
+    /// The TLS handshake, if the entrypoint terminates TLS, then the protocol.
+    async fn start(self, stream: tokio::net::TcpStream) {
+        let Some(tls) = &self.settings.tls else {
+            return self.serve(stream).await;
+        };
         let client = self.ctx.client;
-        let first = match tokio::time::timeout(HEADER_READ_TIMEOUT, sniff(&mut stream)).await {
+        let handshake = tls.acceptor.accept(stream);
+        match tokio::time::timeout(self.settings.header_timeout, handshake).await {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%client, "TLS handshake not done in time: closing"),
+        }
+    }
+
+    async fn serve<T>(self, mut stream: T)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let client = self.ctx.client;
+        let first = match tokio::time::timeout(self.settings.header_timeout, sniff(&mut stream))
+            .await
+        {
             Ok(Ok(first)) => first,
             Ok(Err(e)) => {
                 tracing::debug!(%client, error = %e, "client connection ended before a request");
@@ -208,8 +297,9 @@ impl Conn {
                 stream,
                 &first,
                 self.ctx,
-                Limits::default(),
-                self.idle_timeout,
+                self.settings.http2,
+                self.settings.idle_timeout,
+                self.settings.header_timeout,
                 shutdown,
             )
             .await;
@@ -237,7 +327,7 @@ impl Conn {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                _ = idle(&activity, self.idle_timeout), if !closing => {
+                _ = idle(&activity, self.settings.idle_timeout), if !closing => {
                     tracing::debug!(%client, "client connection idle: closing it");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
@@ -248,7 +338,7 @@ impl Conn {
 }
 
 /// Reads until the bytes are, or cannot be, the HTTP/2 preface.
-async fn sniff(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn sniff<T: AsyncRead + Unpin>(stream: &mut T) -> std::io::Result<Vec<u8>> {
     let mut first = Vec::with_capacity(PREFACE.len());
     let mut buf = [0u8; 1024];
     loop {

@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{header::HOST, HeaderValue, Request, Uri, Version};
 
-pub use entrypoint::{bind, Entrypoint};
+pub use entrypoint::{bind, Entrypoint, Settings as EntrypointSettings};
 
 use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
@@ -232,7 +232,7 @@ impl ConnCtx {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let h2 = endpoint.scheme() == Scheme::H2c;
+        let h2 = endpoint.scheme().is_h2();
         let from_h2 = req.version() == Version::HTTP_2;
         let headers = req.headers_mut();
         if !(h2 && from_h2) {
@@ -255,8 +255,12 @@ impl ConnCtx {
             }
             endpoint.authority().clone()
         };
+        let scheme = match endpoint.scheme() {
+            Scheme::Https => UriScheme::HTTPS,
+            _ => UriScheme::HTTP,
+        };
         *req.uri_mut() = Uri::builder()
-            .scheme(UriScheme::HTTP)
+            .scheme(scheme)
             .authority(target)
             .path_and_query(path)
             .build()
@@ -274,7 +278,7 @@ impl ConnCtx {
 /// HTTP/1.1 request names its server in the URI; an h2c one carries the client's
 /// authority and fits any.
 pub(crate) fn retarget<B>(req: &mut Request<B>, endpoint: &Endpoint) {
-    if endpoint.scheme() == Scheme::H2c {
+    if endpoint.scheme().is_h2() {
         return;
     }
     let path = req

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod backend;
 pub mod moto;
+pub mod pki;
 pub mod proto;
 pub mod raw;
 

@@ -93,18 +93,46 @@ impl Handle {
 }
 
 /// Dials `addr` and serves calls on the connection until it closes.
-pub async fn run(addr: SocketAddr, handle: Arc<Handle>, limits: Limits) {
+pub async fn run(
+    addr: SocketAddr,
+    handle: Arc<Handle>,
+    limits: Limits,
+    tls: Option<crate::tls::TlsDial>,
+) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(source)) => return fail_dial(&handle, UpstreamError::Connect { addr, source }),
         Err(_) => return fail_dial(&handle, UpstreamError::ConnectTimeout { addr }),
     };
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        opened(&handle, addr, "h2c");
+        let why = Conn::new(stream, addr, handle.clone(), limits).await;
+        tracing::debug!(%addr, reason = %why, "upstream h2c connection closed");
+        return;
+    };
+    let handshake = tls.connector.connect(tls.name.clone(), stream);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let message = e.to_string();
+            return fail_dial(&handle, UpstreamError::Tls { addr, message });
+        }
+        Err(_) => return fail_dial(&handle, UpstreamError::ConnectTimeout { addr }),
+    };
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        let message = "the server did not agree to HTTP/2 (ALPN h2)".to_string();
+        return fail_dial(&handle, UpstreamError::Tls { addr, message });
+    }
+    opened(&handle, addr, "h2");
+    let why = Conn::new(stream, addr, handle.clone(), limits).await;
+    tracing::debug!(%addr, reason = %why, "upstream h2 connection closed");
+}
+
+fn opened(handle: &Handle, addr: SocketAddr, proto: &str) {
     handle.set(OPEN);
     handle.dialled.notify_waiters();
-    tracing::debug!(%addr, "upstream h2c connection open");
-    let why = Conn::new(stream, addr, handle.clone(), limits).await;
-    tracing::debug!(%addr, reason = %why, "upstream h2c connection closed");
+    tracing::debug!(%addr, proto, "upstream connection open");
 }
 
 fn fail_dial(handle: &Handle, e: UpstreamError) {

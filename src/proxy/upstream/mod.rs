@@ -53,6 +53,9 @@ pub enum UpstreamError {
     },
     #[error("scheme {0} is not supported for servers yet")]
     Unsupported(Scheme),
+    /// The TLS handshake failed (an unknown CA, a wrong name, no h2 by ALPN).
+    #[error("TLS to {addr} failed: {message}")]
+    Tls { addr: SocketAddr, message: String },
     /// The server's GOAWAY came before the call could be sent.
     #[error("{addr} is going away (GOAWAY) and took no more calls")]
     GoingAway { addr: SocketAddr },
@@ -68,7 +71,9 @@ impl UpstreamError {
     /// True when the server never saw the call (safe to try elsewhere).
     pub fn is_connect(&self) -> bool {
         match self {
-            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => true,
+            UpstreamError::Connect { .. }
+            | UpstreamError::ConnectTimeout { .. }
+            | UpstreamError::Tls { .. } => true,
             UpstreamError::Shared(e) => e.is_connect(),
             _ => false,
         }
@@ -91,9 +96,13 @@ pub struct Upstream {
 }
 
 enum Kind {
-    H2 { pool: pool::Pool },
+    H2 {
+        pool: pool::Pool,
+    },
     Http1(Box<Client<HttpConnector, RequestBody>>),
     Unsupported(Scheme),
+    /// A server that cannot be dialled as configured (why).
+    Broken(Arc<str>),
 }
 
 impl std::fmt::Debug for Upstream {
@@ -105,12 +114,21 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(addr: SocketAddr, scheme: Scheme) -> Upstream {
-        let kind = match scheme {
-            Scheme::H2c => Kind::H2 {
-                pool: pool::Pool::new(addr),
+    /// The way to a server; `tls` is how an https one is dialled (or why it cannot be).
+    pub fn new(
+        addr: SocketAddr,
+        scheme: Scheme,
+        tls: Option<Result<crate::tls::TlsDial, String>>,
+    ) -> Upstream {
+        let kind = match (scheme, tls) {
+            (Scheme::H2c, _) => Kind::H2 {
+                pool: pool::Pool::new(addr, None),
             },
-            Scheme::Http => {
+            (Scheme::Https, Some(Ok(dial))) => Kind::H2 {
+                pool: pool::Pool::new(addr, Some(dial)),
+            },
+            (Scheme::Https, Some(Err(why))) => Kind::Broken(why.into()),
+            (Scheme::Http, _) => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -120,7 +138,7 @@ impl Upstream {
                     .build(connector);
                 Kind::Http1(Box::new(client))
             }
-            other => Kind::Unsupported(other),
+            (other, _) => Kind::Unsupported(other),
         };
         Upstream { addr, kind }
     }
@@ -155,6 +173,7 @@ impl Upstream {
             Kind::Unsupported(s) => {
                 Err((make(Side::task()), Arc::new(UpstreamError::Unsupported(*s))))
             }
+            Kind::Broken(why) => Err((make(Side::task()), Arc::new(self.broken(why)))),
         }
     }
 
@@ -205,6 +224,7 @@ impl Upstream {
                     }
                 }),
             Kind::Unsupported(s) => Err(not_sent(UpstreamError::Unsupported(*s), req)),
+            Kind::Broken(why) => Err(not_sent(self.broken(why), req)),
         }
     }
 
@@ -222,6 +242,14 @@ impl Upstream {
                 }
             }
             Kind::Unsupported(s) => Err(UpstreamError::Unsupported(*s)),
+            Kind::Broken(why) => Err(self.broken(why)),
+        }
+    }
+
+    fn broken(&self, why: &str) -> UpstreamError {
+        UpstreamError::Tls {
+            addr: self.addr,
+            message: why.to_string(),
         }
     }
 

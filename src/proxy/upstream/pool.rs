@@ -17,15 +17,18 @@ use crate::http2::wire::Limits;
 
 pub struct Pool {
     addr: SocketAddr,
+    /// How an https server is dialled; None for h2c.
+    tls: Option<crate::tls::TlsDial>,
     limits: Limits,
     current: ArcSwapOption<Handle>,
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr) -> Pool {
+    pub fn new(addr: SocketAddr, tls: Option<crate::tls::TlsDial>) -> Pool {
         Pool {
             addr,
-            limits: Limits::default(),
+            tls,
+            limits: Limits::upstream(),
             current: ArcSwapOption::empty(),
         }
     }
@@ -47,7 +50,12 @@ impl Pool {
                 _ => false,
             };
             if won {
-                tokio::spawn(conn::run(self.addr, fresh.clone(), self.limits));
+                tokio::spawn(conn::run(
+                    self.addr,
+                    fresh.clone(),
+                    self.limits,
+                    self.tls.clone(),
+                ));
                 return fresh;
             }
             // Another call made one first: use it (if it still takes calls).

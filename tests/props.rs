@@ -1,0 +1,1 @@
+//! Property tests of the parsers: filled in by the parser-hardening work.
