@@ -923,6 +923,65 @@ mod tests {
         assert_eq!(w.next_frame().unwrap_err().reason, Reason::PROTOCOL_ERROR);
     }
 
+    /// Frames until an error, or none left.
+    fn drain(w: &mut Wire) -> Result<usize, ConnError> {
+        let mut n = 0;
+        while w.next_frame()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    #[test]
+    fn control_frames_past_the_budget_end_the_connection() {
+        let mut w = server_after_handshake();
+        let burst = Limits::default().control.burst as usize;
+        feed(&mut w, |b| {
+            for i in 0..burst + 10 {
+                frame::put_ping(b, false, [i as u8; 8]);
+            }
+        });
+        let e = drain(&mut w).unwrap_err();
+        assert_eq!(e.reason, Reason::ENHANCE_YOUR_CALM);
+    }
+
+    #[test]
+    fn pings_that_follow_data_are_paid_for_by_it() {
+        // A client's BDP PINGs come after the DATA it receives; on a busy stream
+        // that is many PINGs, and never a flood.
+        let mut w = server_after_handshake();
+        for _ in 0..10 {
+            feed(&mut w, |b| {
+                for i in 0..1000u32 {
+                    frame::put_head(b, 1, kind::DATA, 0, 1);
+                    b.push(0);
+                    frame::put_ping(b, false, i.to_be_bytes().repeat(2).try_into().unwrap());
+                }
+            });
+            assert_eq!(drain(&mut w).expect("no flood"), 1000);
+            w.release(1000);
+        }
+    }
+
+    #[test]
+    fn resets_past_the_budget_end_the_connection_unless_calls_complete() {
+        let burst = Limits::default().resets.burst as usize;
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| {
+            for i in 0..burst + 1 {
+                frame::put_rst(b, 2 * i as u32 + 1, Reason::CANCEL);
+            }
+        });
+        assert_eq!(drain(&mut w).unwrap_err().reason, Reason::ENHANCE_YOUR_CALM);
+
+        let mut w = server_after_handshake();
+        for i in 0..10 * burst as u32 {
+            feed(&mut w, |b| frame::put_rst(b, 2 * i + 1, Reason::CANCEL));
+            assert_eq!(drain(&mut w).expect("within budget"), 1);
+            w.call_completed();
+        }
+    }
+
     #[test]
     fn a_continuation_flood_is_cut_off() {
         let mut w = server_after_handshake();

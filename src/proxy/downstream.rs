@@ -121,6 +121,9 @@ pub(crate) struct Downstream<T> {
     head_timeout: Duration,
     /// Since when a header block has been partly read.
     head_since: Option<Instant>,
+    /// A request read but not yet sent on: if the client's next frame resets it
+    /// (rapid reset), no server ever sees it.
+    held: Option<(u32, Request<()>, bool)>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -165,6 +168,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             ping_due: None,
             head_timeout,
             head_since: Some(now),
+            held: None,
             shutdown,
         }
     }
@@ -200,6 +204,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
     }
 
     fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
+        if let Some((held, ..)) = &self.held {
+            if matches!(f, Frame::Reset { stream, .. } if stream == *held) {
+                // Reset before anything else came: the call goes nowhere.
+                self.held = None;
+                return Ok(());
+            }
+            self.release_held();
+        }
         match f {
             Frame::Headers { stream, end, block } => self.on_headers(stream, end, &block)?,
             Frame::Data {
@@ -322,8 +334,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 return Ok(());
             }
         };
-        self.dispatch(id, req, end);
+        // Sent on once the next frame is read (or the read buffer is done).
+        self.held = Some((id, req, end));
         Ok(())
+    }
+
+    /// Sends on the request held back, if any.
+    fn release_held(&mut self) {
+        if let Some((id, req, end)) = self.held.take() {
+            self.dispatch(id, req, end);
+        }
     }
 
     fn on_trailers(
@@ -991,12 +1011,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             match self.wire.next_frame() {
                 Ok(Some(f)) => {
                     if let Err(e) = self.on_frame(f) {
+                        self.held = None;
                         self.fail(e);
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    self.release_held();
+                    return;
+                }
                 Err(e) => {
+                    self.held = None;
                     self.fail(e);
                     return;
                 }

@@ -61,6 +61,8 @@ impl Raw {
     /// Connects and sends the preface with `settings` (id, value).
     pub async fn connect(addr: std::net::SocketAddr, settings: &[(u16, u32)]) -> Raw {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
+        // Frames go out as written (no Nagle wait behind a small one).
+        stream.set_nodelay(true).expect("nodelay");
         let mut out = frame::PREFACE.to_vec();
         frame::put_settings(&mut out, settings);
         stream.write_all(&out).await.expect("preface");
