@@ -116,6 +116,17 @@ fn http2_limits(ep: &crate::config::EntrypointConfig) -> crate::http2::wire::Lim
     }
 }
 
+/// Loads every file the config names beyond the tasks file (certificates, keys,
+/// CAs), as a start would: for `gantry check`.
+pub fn check_files(loaded: &Loaded) -> Result<(), String> {
+    for (name, ep) in &loaded.config.entrypoints {
+        if let Some(cfg) = &ep.tls {
+            crate::tls::ServerTls::new(name, cfg, |p| loaded.resolve(p))?;
+        }
+    }
+    upstream_tls(loaded).map(drop)
+}
+
 /// What servers of scheme `https` are verified against.
 fn upstream_tls(loaded: &Loaded) -> Result<Arc<crate::tls::UpstreamTls>, String> {
     let cfg = &loaded.config.upstream.tls;

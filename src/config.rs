@@ -872,6 +872,40 @@ drain_seconds = 5
     }
 
     #[test]
+    fn limits_and_tls_parse_with_defaults_where_silent() {
+        let l = parse_ok(
+            "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n\
+             [entrypoints.edge]\naddress = \"127.0.0.1:2\"\nmax_connections = 3\n\
+             header_read_timeout_seconds = 2\nmax_header_bytes = 8192\n\
+             [entrypoints.edge.http2]\nmax_concurrent_streams = 7\nmax_reset_burst = 9\n\
+             [entrypoints.edge.tls]\ncertificates = [{ cert = \"a.pem\", key = \"a.key\" }]\n\
+             min_version = \"1.3\"\n\
+             [upstream.tls]\nca_files = [\"ca.pem\"]\nsystem_roots = false\n\
+             [providers.file]\npath = \"t\"\n",
+        );
+        let web = &l.config.entrypoints["web"];
+        assert_eq!(web.max_connections, 25_000);
+        assert_eq!(web.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(web.http2.max_concurrent_streams, 250);
+        assert!(web.tls.is_none());
+        let edge = &l.config.entrypoints["edge"];
+        assert_eq!(edge.max_connections, 3);
+        assert_eq!(edge.max_header_bytes, 8192);
+        assert_eq!(edge.http2.max_concurrent_streams, 7);
+        assert_eq!(edge.http2.max_reset_burst, 9);
+        assert_eq!(edge.http2.max_resets_per_second, 100);
+        let tls = edge.tls.as_ref().expect("tls");
+        assert_eq!(tls.min_version, "1.3");
+        assert_eq!(tls.reload_seconds, 5);
+        assert_eq!(
+            l.resolve(&tls.certificates[0].cert),
+            PathBuf::from("/etc/gantry/a.pem")
+        );
+        assert_eq!(l.config.upstream.tls.ca_files, [PathBuf::from("ca.pem")]);
+        assert!(!l.config.upstream.tls.system_roots);
+    }
+
+    #[test]
     fn ecs_credentials_are_never_printed() {
         let l = parse_ok(
             "[entrypoints.web]\naddress = \"127.0.0.1:1\"\n[providers.ecs]\nclusters = [\"a\"]\ncredentials = { access_key_id = \"AKIDEXAMPLE\", secret_access_key = \"very-secret\" }\n",
@@ -944,6 +978,50 @@ drain_seconds = 5
             (
                 "[entrypoints.a]\naddress = \"127.0.0.1:1\"\nidle_timeout = 5\n[providers.file]\npath = \"t\"\n",
                 &["line 3", "idle_timeout"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\nheader_read_timeout_seconds = 0\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.header_read_timeout_seconds", "between 1 and 3600"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\nmax_header_bytes = 10\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.max_header_bytes"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.http2]\nmax_concurrent_streams = 0\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.http2.max_concurrent_streams"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.http2]\nstream_window = 100\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.http2.stream_window", "65535"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.http2]\nmax_frame_size = 1000\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.http2.max_frame_size"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.http2]\nmax_reset_burst = 0\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.http2.max_reset_burst"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.http2]\nmax_streams = 5\n[providers.file]\npath = \"t\"\n",
+                &["line 4", "max_streams"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.tls]\ncertificates = []\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.tls.certificates", "at least one"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.tls]\ncertificates = [{ cert = \"c\", key = \"k\" }]\nmin_version = \"1.1\"\n[providers.file]\npath = \"t\"\n",
+                &["entrypoints.a.tls.min_version", "1.1"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[entrypoints.a.tls]\ncertificates = [{ cert = \"c\" }]\n[providers.file]\npath = \"t\"\n",
+                &["line 4", "key"],
+            ),
+            (
+                "[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[upstream.tls]\nca_file = \"x\"\n[providers.file]\npath = \"t\"\n",
+                &["line 4", "ca_file"],
             ),
         ];
         for (text, needles) in cases {

@@ -53,6 +53,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = gantry::config::load(&cli.config)?;
     match cli.command {
         Some(Command::Check { json }) => {
+            gantry::app::check_files(&loaded).map_err(|e| anyhow::anyhow!(e))?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -95,3 +95,30 @@ fn check_reports_an_unreadable_tasks_file() {
     assert!(out.contains("provider \"file\""), "{out}");
     assert!(out.contains("line 2"), "{out}");
 }
+
+#[test]
+fn check_loads_certificates_and_names_the_file_at_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = crate::support::pki::TestCa::new("check CA");
+    let (cert, _) = ca.write_leaf(dir.path(), "site", &["a.test"]);
+    let (_, other_key) = ca.write_leaf(dir.path(), "other", &["b.test"]);
+    write(dir.path(), "tasks.toml", "task = []\n");
+    let tls = |key: &Path| {
+        format!(
+            "{CONFIG}[entrypoints.secure]\naddress = \"127.0.0.1:0\"\n[entrypoints.secure.tls]\n\
+             certificates = [{{ cert = {:?}, key = {:?} }}]\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let good = write(dir.path(), "good.toml", &tls(&dir.path().join("site.key")));
+    let (code, out, err) = gantry(&["check", "--config", &good]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let bad = write(dir.path(), "bad.toml", &tls(&other_key));
+    let (code, _, err) = gantry(&["check", "--config", &bad]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("entrypoints.secure.tls") && err.contains("other.key does not match"),
+        "{err}"
+    );
+}

@@ -230,3 +230,26 @@ async fn api_serves_ping_rawdata_and_the_dashboard() {
         assert!(!body.is_empty(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn request_heads_past_max_header_bytes_get_431_on_both_protocols() {
+    let backend = Backend::start_http1("pages").await;
+    let tasks = http_task("pages", backend.addr.port(), "pages", "PathPrefix(`/`)", "");
+    let extra = "[entrypoints.small]\naddress = \"127.0.0.1:0\"\nmax_header_bytes = 8192\n";
+    let gw =
+        Gateway::start_custom(&tasks, extra, "[providers.file]\npath = \"tasks.toml\"\n").await;
+    let small = gw.gantry.entrypoint("small").expect("small");
+    let big = "x".repeat(20_000);
+    let fine = "x".repeat(2_000);
+
+    let url = format!("http://{small}/a");
+    let (status, _, _) = get(&h1(), &url, &[("x-big", &fine)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = get(&h1(), &url, &[("x-big", &big)]).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+    let (status, _, _) = h2c_request(small, &url, &[("x-big", &fine)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = h2c_request(small, &url, &[("x-big", &big)]).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}

@@ -735,11 +735,12 @@ impl Wire {
     }
 
     /// A compressed block may be somewhat bigger than the list it decodes to (literal
-    /// overhead), never by much: twice the list limit and more is abuse.
+    /// overhead), never by much: twice the list limit (and at least 64 KiB, so a
+    /// head a little over a small limit gets its 431) is abuse.
     fn check_block_size(&self, len: usize) -> Result<(), ConnError> {
         let max = (self.limits.max_header_list_size as usize)
             .saturating_mul(2)
-            .max(16 << 10);
+            .max(64 << 10);
         if len > max {
             return Err(ConnError::new(
                 Reason::ENHANCE_YOUR_CALM,
