@@ -36,9 +36,22 @@ async fn dashboard_shows_the_demo_and_a_server_going_down() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let demo = std::fs::read_to_string(root().join("examples/tasks.toml")).expect("demo tasks");
+    // And a service whose https servers are not verified: the page must warn.
+    let insecure = r#"
+[[task]]
+id = "legacy"
+ip = "127.0.0.1"
+ports = [9]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.legacy.rule" = "PathPrefix(`/legacy.Svc/`)"
+"traefik.http.services.legacy.loadbalancer.server.scheme" = "https"
+"traefik.http.services.legacy.loadbalancer.tls.insecure_skip_verify" = "true"
+"#;
     let tasks = demo
         .replace("50061", &a.addr.port().to_string())
-        .replace("50062", &b.addr.port().to_string());
+        .replace("50062", &b.addr.port().to_string())
+        + insecure;
     let gw = Gateway::start(&tasks).await;
     // Some traffic, so the page has numbers to show.
     let mut client = gw.echo().await;
@@ -59,6 +72,7 @@ async fn dashboard_shows_the_demo_and_a_server_going_down() {
         .args(["--url", &format!("{}/", gw.api_url())])
         .args(["--router", "rg@file", "--service", "rg@file"])
         .args(["--server", &server_b])
+        .args(["--warned", "legacy@file"])
         .arg("--screenshot")
         .arg(&screenshot)
         .env("CHROMIUM", &chromium)

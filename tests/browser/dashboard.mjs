@@ -2,7 +2,11 @@
 // Drives gantry's web dashboard in headless Chromium for a Rust integration test.
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT/ --router rg@file \
-//        --service rg@file --server h2c://127.0.0.1:PORTB --screenshot PATH [--token T]
+//        --service rg@file --server h2c://127.0.0.1:PORTB --screenshot PATH [--token T] \
+//        [--warned svc@file]
+//
+// With --warned, the services view must also show that service as a warning with
+// its insecure_skip_verify note.
 //
 // Protocol on stdio (stdout carries only these lines; diagnostics go to stderr):
 //   -> READY            the dashboard shows the router, the service and the server UP
@@ -39,7 +43,7 @@ let userDataDir = null;
 let finished = false;
 
 function parseArgs(argv) {
-  const known = new Set(['url', 'router', 'service', 'server', 'screenshot', 'token']);
+  const known = new Set(['url', 'router', 'service', 'server', 'screenshot', 'token', 'warned']);
   const res = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -190,6 +194,14 @@ async function main() {
     const row = block && [...block.querySelectorAll('tr[data-server-url]')].find((tr) => tr.getAttribute('data-server-url') === a[1]);
     return !!row && row.getAttribute('data-health') === 'UP';
   }, svcArg, STEP_DEADLINE_MS, `server ${args.server} UP`, describeServices);
+
+  if (args.warned) {
+    await waitFor(([service]) => {
+      const block = [...document.querySelectorAll('[data-service]')].find((el) => el.getAttribute('data-service') === service);
+      const note = block && block.querySelector('ul.warnings li');
+      return !!note && block.getAttribute('data-status') === 'warning' && /insecure_skip_verify/.test(note.textContent);
+    }, [args.warned], STEP_DEADLINE_MS, `warning on service ${args.warned}`, describeServices);
+  }
 
   const rendersBefore = await page.evaluate(() => { window.__noReload = 1; return window.__gantryRenders; });
   if (!Number.isInteger(rendersBefore)) throw new Error(`window.__gantryRenders is ${rendersBefore}, not an integer`);
