@@ -56,6 +56,8 @@ pub struct Shared {
     pub entrypoint_stats: Vec<Arc<CallStats>>,
     /// Each entrypoint's certificates, if it terminates TLS.
     pub entrypoint_tls: Vec<Option<Arc<crate::tls::CertStore>>>,
+    /// Each entrypoint's count of connections closed to protect it.
+    pub entrypoint_guards: Vec<Arc<proxy::Guards>>,
     pub progress: watch::Receiver<Progress>,
     pub access_log: Option<Arc<AccessLog>>,
     /// Credentials the API requires, if any.
@@ -185,6 +187,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let mut bound = Vec::new();
     let mut entrypoint_stats = Vec::new();
     let mut entrypoint_tls = Vec::new();
+    let mut entrypoint_guards = Vec::new();
     for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
         let tls = match &ep.tls {
             Some(cfg) => Some(Arc::new(
@@ -201,6 +204,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
                 source,
             })?;
         entrypoint_tls.push(tls.as_ref().map(|t| t.store.clone()));
+        entrypoint_guards.push(e.guards.clone());
         e.settings = proxy::EntrypointSettings {
             idle_timeout: (ep.idle_timeout_seconds > 0)
                 .then(|| Duration::from_secs(ep.idle_timeout_seconds)),
@@ -286,6 +290,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         entrypoints: bound,
         entrypoint_stats,
         entrypoint_tls,
+        entrypoint_guards,
         progress: progress_rx,
         access_log: access_log.clone(),
         auth: loaded.api_auth.clone(),

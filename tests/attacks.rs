@@ -22,7 +22,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::proto::echo::EchoRequest;
-use crate::support::{backend, echo_task, Backend, Gateway, DEADLINE};
+use crate::support::{api, backend, echo_task, Backend, Gateway, DEADLINE};
+
+/// The edge entrypoint's count of connections closed for `reason` (API).
+async fn closed(t: &Target, reason: &str) -> u64 {
+    let eps = api::json(&t.gw.api_url(), "/api/entrypoints").await;
+    eps.as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "edge"))
+        .and_then(|e| e["closedConnections"][reason].as_u64())
+        .unwrap_or_else(|| panic!("no closedConnections.{reason} for edge in {eps}"))
+}
 
 /// One attack at a time: each measures latency, which other attacks would skew.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -252,7 +261,14 @@ async fn rapid_reset_gets_the_abuser_cut_off() {
     // The abuser got far fewer streams than it tried before being cut off.
     let debug = ended.goaway.map(|g| g.1).unwrap_or_default();
     assert!(debug.contains("rapid reset"), "{debug}");
-    drop(t.gw);
+    assert_eq!(closed(&t, "flood").await, 1);
+    let metrics = api::get(&t.gw.api_url(), "/metrics", None).await.2;
+    assert!(
+        metrics.contains(
+            "gantry_entrypoint_connections_closed_total{entrypoint=\"edge\",reason=\"flood\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,6 +461,8 @@ async fn slowloris_in_every_form_is_cut_off_at_the_header_read_timeout() {
     .await;
     check("HTTP/1.1 slowloris", &ended, &mut lat, None);
     assert!(ended.took < Duration::from_secs(3), "{ended:?}");
+    assert_eq!(closed(&t, "header_timeout").await, 3);
+    assert_eq!(closed(&t, "flood").await, 0);
 }
 
 #[tokio::test]
@@ -466,6 +484,12 @@ async fn connections_past_max_connections_are_closed_at_once() {
         .expect("closed in time")
         .unwrap_or(0);
     assert_eq!(n, 0, "the third connection got bytes instead of a close");
+    let eps = api::json(&gw.api_url(), "/api/entrypoints").await;
+    let refused = eps
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "small"))
+        .map(|e| e["closedConnections"]["max_connections"].clone());
+    assert_eq!(refused, Some(serde_json::json!(1)), "{eps}");
     // Once one closes, a new one is served.
     drop(a);
     let deadline = Instant::now() + DEADLINE;

@@ -143,6 +143,9 @@ pub struct EntrypointView {
     /// The certificates it serves, when it terminates TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsView>,
+    /// Client connections it closed to protect itself, by why (`flood`,
+    /// `header_timeout`, `max_connections`, `tls_handshake`, `protocol_error`).
+    pub closed_connections: BTreeMap<&'static str, u64>,
     pub stats: StatsView,
 }
 
@@ -484,6 +487,12 @@ impl<'a> Snapshot<'a> {
                         certificates: store.info(),
                         last_error: store.last_error().map(|e| e.to_string()),
                     }),
+                closed_connections: self
+                    .shared
+                    .entrypoint_guards
+                    .get(i)
+                    .map(|g| g.counts().into_iter().collect())
+                    .unwrap_or_default(),
                 stats: StatsView::of(stats, self.now),
             })
             .collect()

@@ -37,6 +37,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::call::{Call, End};
 use super::deadline;
+use super::entrypoint::Guards;
 use super::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
 use super::headers;
 use super::respond::{failure_head, is_grpc, Failure};
@@ -188,6 +189,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
 
     /// A connection error: GOAWAY, every call cancelled, close after writing.
     fn fail(&mut self, e: ConnError) {
+        let guards = &self.ctx.guards;
+        match e.reason {
+            Reason::ENHANCE_YOUR_CALM => Guards::count(&guards.flood),
+            _ => Guards::count(&guards.protocol_error),
+        }
+        self.close(e);
+    }
+
+    fn close(&mut self, e: ConnError) {
         tracing::debug!(client = %self.ctx.client, error = %e, "client broke HTTP/2");
         self.closing = false;
         self.goaway(e.reason, &e.message);
@@ -939,7 +949,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             .is_some_and(|since| now >= since + self.head_timeout)
         {
             tracing::debug!(client = %self.ctx.client, "client too slow with a header block: closing");
-            self.fail(ConnError::new(
+            Guards::count(&self.ctx.guards.header_timeout);
+            self.close(ConnError::new(
                 Reason::ENHANCE_YOUR_CALM,
                 "a header block took too long (slowloris)",
             ));

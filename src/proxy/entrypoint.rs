@@ -30,6 +30,40 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use crate::tls::ServerTls;
 
+/// Client connections an entrypoint closed to protect itself, by why: for the API
+/// and `/metrics`, so on-call can tell an attack from a bug.
+#[derive(Debug, Default)]
+pub struct Guards {
+    /// Past `max_connections`, closed as accepted.
+    pub max_connections: AtomicU64,
+    /// TLS handshakes that failed or took too long.
+    pub tls_handshake: AtomicU64,
+    /// Too slow with the first bytes, a request head or a header block.
+    pub header_timeout: AtomicU64,
+    /// Past a flood budget (resets, control frames, CONTINUATIONs): ENHANCE_YOUR_CALM.
+    pub flood: AtomicU64,
+    /// Other HTTP/2 connection errors (frames that break the protocol).
+    pub protocol_error: AtomicU64,
+}
+
+impl Guards {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(reason, count)` pairs, for the API and `/metrics`.
+    pub fn counts(&self) -> [(&'static str, u64); 5] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("max_connections", get(&self.max_connections)),
+            ("tls_handshake", get(&self.tls_handshake)),
+            ("header_timeout", get(&self.header_timeout)),
+            ("flood", get(&self.flood)),
+            ("protocol_error", get(&self.protocol_error)),
+        ]
+    }
+}
+
 /// How an entrypoint treats its client connections.
 #[derive(Clone)]
 pub struct Settings {
@@ -66,8 +100,8 @@ pub struct Entrypoint {
     /// Calls through this entrypoint, for the API and `/metrics`.
     pub stats: Arc<CallStats>,
     pub settings: Settings,
-    /// Connections closed at accept because `max_connections` were open.
-    pub refused: Arc<AtomicU64>,
+    /// Connections closed to protect the entrypoint.
+    pub guards: Arc<Guards>,
     listener: TcpListener,
 }
 
@@ -131,7 +165,7 @@ pub async fn bind(name: &str, index: usize, addr: SocketAddr) -> std::io::Result
         index,
         stats: Arc::default(),
         settings: Settings::default(),
-        refused: Arc::default(),
+        guards: Arc::default(),
         listener,
     })
 }
@@ -196,7 +230,7 @@ impl Entrypoint {
                         Some(slots) => match slots.clone().try_acquire_owned() {
                             Ok(permit) => Some(permit),
                             Err(_) => {
-                                self.refused.fetch_add(1, Ordering::Relaxed);
+                                Guards::count(&self.guards.max_connections);
                                 let now = std::time::Instant::now();
                                 if last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
                                     last_refusal_log = Some(now);
@@ -219,6 +253,7 @@ impl Entrypoint {
                         access_log: access_log.clone(),
                         client,
                         proto,
+                        guards: self.guards.clone(),
                     });
                     let conn = Conn {
                         ctx,
@@ -265,8 +300,14 @@ impl Conn {
         let handshake = tls.acceptor.accept(stream);
         match tokio::time::timeout(self.settings.header_timeout, handshake).await {
             Ok(Ok(stream)) => self.serve(stream).await,
-            Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%client, "TLS handshake not done in time: closing"),
+            Ok(Err(e)) => {
+                Guards::count(&self.ctx.guards.tls_handshake);
+                tracing::debug!(%client, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                Guards::count(&self.ctx.guards.tls_handshake);
+                tracing::debug!(%client, "TLS handshake not done in time: closing");
+            }
         }
     }
 
@@ -284,6 +325,7 @@ impl Conn {
                 return;
             }
             Err(_) => {
+                Guards::count(&self.ctx.guards.header_timeout);
                 tracing::debug!(%client, "client sent nothing in time: closing");
                 return;
             }
@@ -306,6 +348,7 @@ impl Conn {
             return;
         }
         let activity = Arc::new(Activity::default());
+        let guards = self.ctx.guards.clone();
         let service = ConnService {
             ctx: self.ctx,
             activity: activity.clone(),
@@ -318,6 +361,9 @@ impl Conn {
             tokio::select! {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
+                        if e.is_timeout() {
+                            Guards::count(&guards.header_timeout);
+                        }
                         tracing::debug!(%client, error = %e, "client connection ended with an error");
                     }
                     break;

@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{header::HOST, HeaderValue, Request, Uri, Version};
 
-pub use entrypoint::{bind, Entrypoint, Settings as EntrypointSettings};
+pub use entrypoint::{bind, Entrypoint, Guards, Settings as EntrypointSettings};
 
 use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
@@ -65,6 +65,8 @@ pub(crate) struct ConnCtx {
     pub proto: &'static str,
     /// The client's address as a header value (`X-Forwarded-For`), made once.
     pub client_ip: HeaderValue,
+    /// The entrypoint's count of connections closed to protect it.
+    pub guards: Arc<entrypoint::Guards>,
 }
 
 /// A call the router placed on a server.

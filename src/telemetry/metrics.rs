@@ -12,6 +12,9 @@
 //! - `gantry_{…}_request_duration_seconds`: latency histograms (bucket bounds are
 //!   powers of two of microseconds, 64 µs to ~67 s, exactly as recorded);
 //! - `gantry_{…}_requests_in_flight`;
+//! - `gantry_entrypoint_connections_closed_total{entrypoint, reason}`: connections
+//!   closed to protect an entrypoint (`flood`, `header_timeout`, `max_connections`,
+//!   `tls_handshake`, `protocol_error`);
 //! - `gantry_server_health{state}` (1 for the current state of UP/DOWN/DRAINING),
 //!   `gantry_upstream_connections`, `gantry_health_checks_total`,
 //!   `gantry_health_check_failures_total`, `gantry_outlier_ejections_total`;
@@ -188,6 +191,30 @@ impl Collector for Scrape {
             "gantry_outlier_ejections",
             "Times passive outlier detection ejected the server",
             ejections,
+        )?;
+
+        let closed = shared
+            .entrypoints
+            .iter()
+            .zip(&shared.entrypoint_guards)
+            .flat_map(|((name, _), guards)| {
+                guards
+                    .counts()
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(why, n)| {
+                        (
+                            vec![("entrypoint", name.clone()), ("reason", why.to_string())],
+                            n,
+                        )
+                    })
+            })
+            .collect();
+        counters(
+            &mut enc,
+            "gantry_entrypoint_connections_closed",
+            "Client connections an entrypoint closed to protect itself, by reason",
+            closed,
         )?;
 
         provider_families(&mut enc, shared)?;
