@@ -519,3 +519,137 @@ pub fn validate(config: &mut DynamicConfig, entrypoints: &[impl EntrypointSpec])
     config.errors.extend(errors);
     config.errors.sort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::tests::task;
+    use crate::labels::{build, LabelOptions};
+
+    fn eps() -> Vec<(String, bool)> {
+        vec![
+            ("web".to_string(), false),
+            ("websecure".to_string(), true),
+            ("other".to_string(), false),
+        ]
+    }
+
+    fn compiled(labels: &[(&str, &str)]) -> (DynamicConfig, RoutingTable) {
+        let mut all = vec![("traefik.enable", "true")];
+        all.extend_from_slice(labels);
+        let mut config = build(&[task("a", &[50051], &all)], &LabelOptions::default());
+        validate(&mut config, &eps());
+        let table =
+            RoutingTable::compile(Arc::new(config.clone()), &eps(), &RoutingTable::empty(3));
+        (config, table)
+    }
+
+    fn served_on(table: &RoutingTable) -> Vec<usize> {
+        (0..3).filter(|&i| !table.routes(i).is_empty()).collect()
+    }
+
+    #[test]
+    fn tls_routers_serve_only_on_tls_entrypoints() {
+        let (_, t) = compiled(&[("traefik.http.routers.r.rule", "PathPrefix(`/`)")]);
+        assert_eq!(served_on(&t), [0, 1, 2], "a plain router serves everywhere");
+        let (_, t) = compiled(&[
+            ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+            ("traefik.http.routers.r.tls", "true"),
+        ]);
+        assert_eq!(served_on(&t), [1]);
+        let (_, t) = compiled(&[
+            ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+            ("traefik.http.routers.r.tls", "true"),
+            ("traefik.http.routers.r.entrypoints", "web,websecure"),
+        ]);
+        assert_eq!(served_on(&t), [1], "only the TLS one of those named");
+    }
+
+    #[test]
+    fn a_tls_router_without_a_tls_entrypoint_is_disabled_with_why() {
+        let (config, t) = compiled(&[
+            ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+            ("traefik.http.routers.r.tls", "true"),
+            ("traefik.http.routers.r.entrypoints", "web"),
+        ]);
+        assert!(served_on(&t).is_empty());
+        let r = &config.routers["r"];
+        assert_eq!(r.status, Status::Disabled);
+        assert_eq!(
+            r.errors,
+            ["tls=true but none of its entrypoints terminates TLS; TLS entrypoints: websecure"]
+        );
+        let mut config = build(
+            &[task(
+                "a",
+                &[1],
+                &[
+                    ("traefik.enable", "true"),
+                    ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+                    ("traefik.http.routers.r.tls", "true"),
+                ],
+            )],
+            &LabelOptions::default(),
+        );
+        validate(&mut config, &["web".to_string()]);
+        assert!(config.routers["r"].errors[0].contains("no entrypoint terminates TLS"));
+    }
+
+    #[test]
+    fn https_servers_carry_their_services_tls_and_refuse_active_checks() {
+        let (config, t) = compiled(&[
+            (
+                "traefik.http.services.s.loadbalancer.server.scheme",
+                "https",
+            ),
+            (
+                "traefik.http.services.s.loadbalancer.tls.server_name",
+                "API.internal",
+            ),
+        ]);
+        let server = &config.services["s"].servers[0];
+        let tls = server.tls.as_ref().expect("https servers carry tls");
+        assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
+        assert!(!tls.insecure_skip_verify);
+        assert_eq!(t.endpoints().len(), 1);
+
+        let (config, _) = compiled(&[
+            (
+                "traefik.http.services.s.loadbalancer.server.scheme",
+                "https",
+            ),
+            (
+                "traefik.http.services.s.loadbalancer.healthcheck.mode",
+                "grpc",
+            ),
+        ]);
+        let s = &config.services["s"];
+        assert_eq!(s.status, Status::Disabled);
+        assert!(
+            s.errors[0].contains("active health checks over TLS"),
+            "{:?}",
+            s.errors
+        );
+
+        let (config, _) = compiled(&[
+            (
+                "traefik.http.services.s.loadbalancer.server.scheme",
+                "https",
+            ),
+            (
+                "traefik.http.services.s.loadbalancer.tls.server_name",
+                "not a name",
+            ),
+        ]);
+        let e = config
+            .errors
+            .iter()
+            .find(|e| e.object == crate::dynamic::ObjectRef::Service("s".into()))
+            .expect("an error on the service");
+        assert_eq!(e.message, "\"not a name\" is not a DNS name");
+        assert_eq!(
+            e.label.as_deref(),
+            Some("traefik.http.services.s.loadbalancer.tls.server_name")
+        );
+    }
+}
