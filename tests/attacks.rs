@@ -1,5 +1,6 @@
 //! HTTP/2 and HTTP/1.1 attacks, with a raw client: rapid reset (CVE-2023-44487),
-//! CONTINUATION floods, SETTINGS and PING floods, empty-frame floods and slowloris.
+//! CONTINUATION floods, SETTINGS, PING, WINDOW_UPDATE and empty-frame floods and
+//! slowloris.
 //! Each must get the abuser's connection closed (GOAWAY ENHANCE_YOUR_CALM where
 //! HTTP/2 has a way to say so) while a well-behaved client on another connection
 //! of the same entrypoint keeps its calls under 10 ms at p99.
@@ -332,7 +333,7 @@ async fn a_settings_flood_gets_the_abuser_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_and_empty_frame_floods_get_the_abuser_cut_off() {
+async fn ping_empty_data_and_window_update_floods_get_the_abuser_cut_off() {
     let _one = ONE_AT_A_TIME.lock().await;
     let t = target().await;
     let (ended, mut lat) = good_client_during(
@@ -378,6 +379,28 @@ async fn ping_and_empty_frame_floods_get_the_abuser_cut_off() {
     .await;
     check(
         "empty DATA flood",
+        &ended,
+        &mut lat,
+        Some(Reason::ENHANCE_YOUR_CALM),
+    );
+
+    // WINDOW_UPDATEs with no data flowing to pay for them.
+    let (ended, mut lat) = good_client_during(
+        t.edge,
+        abuse(t.edge, |wr, done| async move {
+            flood(wr, done, preface(), || {
+                let mut out = Vec::new();
+                for _ in 0..100 {
+                    frame::put_window_update(&mut out, 0, 1);
+                }
+                out
+            })
+            .await
+        }),
+    )
+    .await;
+    check(
+        "WINDOW_UPDATE flood",
         &ended,
         &mut lat,
         Some(Reason::ENHANCE_YOUR_CALM),

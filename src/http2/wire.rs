@@ -38,8 +38,9 @@ pub struct Limits {
     pub max_header_list_size: u32,
     /// Streams the peer resets, or makes us reset, beyond the calls it completes.
     pub resets: Budget,
-    /// Frames that cost work and carry no call: SETTINGS, PING, PRIORITY, empty
-    /// DATA, unknown types.
+    /// Frames that cost work and carry no call: SETTINGS, PING, PRIORITY,
+    /// WINDOW_UPDATE, empty DATA, unknown types (frames carrying calls, either way,
+    /// pay for them).
     pub control: Budget,
 }
 
@@ -399,6 +400,8 @@ impl Wire {
     /// has checked the windows (and takes the connection window here).
     pub fn data(&mut self, stream: u32, data: &[u8], end: bool) {
         self.send_window -= data.len() as i64;
+        // The peer's WINDOW_UPDATEs follow the data it gets: this pays for them.
+        self.control.refund();
         let max = self.peer.max_frame_size as usize;
         if data.len() <= max {
             frame::put_data(&mut self.wbuf, stream, data, end);
@@ -421,6 +424,7 @@ impl Wire {
         fill: impl FnOnce(&mut Vec<u8>),
     ) {
         self.send_window -= len as i64;
+        self.control.refund();
         let flags = if end { flag::END_STREAM } else { 0 };
         frame::put_head(&mut self.wbuf, len, kind::DATA, flags, stream);
         let before = self.wbuf.len();
@@ -464,7 +468,7 @@ impl Wire {
         }
         Err(ConnError::new(
             Reason::ENHANCE_YOUR_CALM,
-            "too many control frames (SETTINGS, PING, PRIORITY or empty frames)",
+            "too many control frames (SETTINGS, PING, PRIORITY, WINDOW_UPDATE or empty frames)",
         ))
     }
 
@@ -603,6 +607,9 @@ impl Wire {
                     ));
                 }
                 let increment = frame::read_u31(&payload);
+                // Window updates come in step with the data we send, which pays
+                // for them; a flood of them without data is abuse.
+                self.control_frame()?;
                 if head.stream == 0 {
                     if increment == 0 {
                         return Err(ConnError::protocol("a connection WINDOW_UPDATE of 0"));
@@ -961,6 +968,25 @@ mod tests {
             });
             assert_eq!(drain(&mut w).expect("no flood"), 1000);
             w.release(1000);
+        }
+    }
+
+    #[test]
+    fn window_updates_are_paid_for_by_the_data_sent() {
+        let burst = Limits::default().control.burst as usize;
+        let mut w = server_after_handshake();
+        feed(&mut w, |b| {
+            for _ in 0..burst + 10 {
+                frame::put_window_update(b, 0, 1);
+            }
+        });
+        assert_eq!(drain(&mut w).unwrap_err().reason, Reason::ENHANCE_YOUR_CALM);
+
+        let mut w = server_after_handshake();
+        for _ in 0..10 * burst {
+            w.data(1, b"x", false);
+            feed(&mut w, |b| frame::put_window_update(b, 1, 1));
+            assert_eq!(drain(&mut w).expect("no flood"), 1);
         }
     }
 
