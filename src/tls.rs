@@ -313,6 +313,13 @@ impl ServerTls {
             .with_no_client_auth()
             .with_cert_resolver(store.clone());
         server.alpn_protocols = ALPN_SERVER.iter().map(|p| p.to_vec()).collect();
+        // Resumption saves a returning client the full handshake: stateless tickets
+        // (keys rotated by rustls), and a bigger cache for TLS 1.2 session ids.
+        server.session_storage = rustls::server::ServerSessionMemoryCache::new(16_384);
+        match rustls::crypto::ring::Ticketer::new() {
+            Ok(t) => server.ticketer = t,
+            Err(e) => tracing::warn!(entrypoint, error = %e, "no TLS session tickets"),
+        }
         Ok(ServerTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             store,

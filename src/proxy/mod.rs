@@ -162,10 +162,18 @@ impl ConnCtx {
     ) -> Option<Arc<Endpoint>> {
         let table = self.table.load();
         let service = table.service_named(service)?;
-        let pick = service.balancer.select(headers)?;
-        let other =
-            !Arc::ptr_eq(pick.endpoint, failed) && pick.endpoint.scheme() == failed.scheme();
-        (other && service.retry.withdraw(Instant::now())).then(|| pick.endpoint.clone())
+        // The failed server may still be picked (it is marked down only as this
+        // call fails): a few more picks for round robin or p2c to move past it.
+        // Hashing and stickiness pick it every time, and the call fails.
+        let mut pick = service.balancer.select(headers)?.endpoint;
+        for _ in 0..3 {
+            if !Arc::ptr_eq(pick, failed) {
+                break;
+            }
+            pick = service.balancer.select(headers)?.endpoint;
+        }
+        let other = !Arc::ptr_eq(pick, failed) && pick.scheme() == failed.scheme();
+        (other && service.retry.withdraw(Instant::now())).then(|| pick.clone())
     }
 
     /// The server for another attempt of a call a server answered (its router
