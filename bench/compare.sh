@@ -49,13 +49,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need h2load || ! need haproxy || ! need nginx || ! need taskset; then
-  echo "installing nghttp2-client (h2load), haproxy and nginx from Debian..." >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q \
-    nghttp2-client haproxy nginx util-linux >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+need_all h2load:nghttp2-client haproxy:haproxy nginx:nginx taskset:util-linux
 
 echo "building gantry and the backend (release)..." >&2
 (cd "$ROOT" && cargo build --release --locked -q --bin gantry --example bench_backend --example loadgen)
@@ -70,24 +66,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 500))
   IDLE_CONNS=$(( $(ulimit -n) - 500 ))
 fi
 
-# Free loopback ports, chosen by the kernel.
-ports=($(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-))
+ports=($(free_ports 5))
 B1=${ports[0]} B2=${ports[1]} PG=${ports[2]} PH=${ports[3]} PN=${ports[4]}
-
-wait_port() {
-  for _ in $(seq 1 500); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.02
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
-}
 
 taskset -c "$LOAD_CPU" "$BACKEND" --name b1 --addr 127.0.0.1:$B1 >/dev/null & PIDS+=($!)
 taskset -c "$LOAD_CPU" "$BACKEND" --name b2 --addr 127.0.0.1:$B2 >/dev/null & PIDS+=($!)
@@ -105,19 +85,7 @@ level = "warn"
 path = "tasks.toml"
 watch = false
 EOF
-task() {
-  cat <<EOF
-[[task]]
-id = "$1"
-ip = "127.0.0.1"
-ports = [$2]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "GRPCService(\`gantry.test.Echo\`)"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-EOF
-}
-{ task b1 $B1; task b2 $B2; } >"$WORK/tasks.toml"
+{ bench_task b1 $B1; bench_task b2 $B2; } >"$WORK/tasks.toml"
 taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GANTRY_PID=$!
 
 # HAProxy reserves two descriptors per maxconn and will not start beyond the limit:
@@ -182,21 +150,9 @@ taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" & PIDS+=($!
 wait_port $PG; wait_port $PH; wait_port $PN
 
 # Request bodies: one gRPC frame holding EchoRequest{payload: N bytes}.
-python3 - "$WORK" <<'EOF'
-import struct, sys
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7f; n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n: return out
-for name, size in (("10", 10), ("4k", 4096)):
-    msg = b"\x0a" + varint(size) + b"x" * size
-    open(f"{sys.argv[1]}/body-{name}", "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-EOF
+echo_body "$WORK/body-10" 10
+echo_body "$WORK/body-4k" 4096
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # One run: prints "calls/s p50_ms p99_ms cpu_us_per_call".
 run() { # name port pid body
@@ -223,8 +179,6 @@ run() { # name port pid body
   [ "$pid" = - ] && cpu=-
   echo "$rps $pct $cpu"
 }
-
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 declare -A PORT=([direct]=$B1 [gantry]=$PG [haproxy]=$PH [nginx]=$PN)
 declare -A PID=([direct]=- [gantry]=$GANTRY_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID)

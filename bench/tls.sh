@@ -33,13 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need h2load || ! need haproxy || ! need taskset || ! need openssl; then
-  echo "installing nghttp2-client (h2load), haproxy and openssl from Debian..." >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q \
-    nghttp2-client haproxy openssl util-linux >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+need_all h2load:nghttp2-client haproxy:haproxy openssl:openssl taskset:util-linux
 
 echo "building gantry and the backend (release)..." >&2
 (cd "$ROOT" && cargo build --release --locked -q --bin gantry --example bench_backend)
@@ -52,23 +48,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 
-ports=($(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-))
+ports=($(free_ports 4))
 B1=${ports[0]} B2=${ports[1]} PG=${ports[2]} PH=${ports[3]}
-
-wait_port() {
-  for _ in $(seq 1 500); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.02
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
-}
 
 taskset -c "$LOAD_CPU" "$BACKEND" --name b1 --addr 127.0.0.1:$B1 >/dev/null & PIDS+=($!)
 taskset -c "$LOAD_CPU" "$BACKEND" --name b2 --addr 127.0.0.1:$B2 >/dev/null & PIDS+=($!)
@@ -87,20 +68,7 @@ level = "warn"
 path = "tasks.toml"
 watch = false
 EOF
-task() {
-  cat <<EOF
-[[task]]
-id = "$1"
-ip = "127.0.0.1"
-ports = [$2]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "GRPCService(\`gantry.test.Echo\`)"
-"traefik.http.routers.echo.tls" = "true"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
-EOF
-}
-{ task b1 $B1; task b2 $B2; } >"$WORK/tasks.toml"
+{ bench_task b1 $B1 routers.echo.tls=true; bench_task b2 $B2 routers.echo.tls=true; } >"$WORK/tasks.toml"
 taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GANTRY_PID=$!
 
 cat >"$WORK/haproxy.cfg" <<EOF
@@ -126,14 +94,8 @@ EOF
 taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" & PIDS+=($!); HAPROXY_PID=$!
 wait_port $PG; wait_port $PH
 
-python3 - "$WORK" <<'EOF'
-import struct, sys
-msg = b"\x0a\x0a" + b"x" * 10
-open(f"{sys.argv[1]}/body", "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-EOF
+echo_body "$WORK/body" 10
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # One run: prints "per_second p50_ms p99_ms cpu_us_per_unit".
 run() { # name port pid calls conns streams
@@ -161,8 +123,6 @@ run() { # name port pid calls conns streams
   echo "$rps $pct $cpu"
 }
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-
 declare -A PORT=([gantry]=$PG [haproxy]=$PH)
 declare -A PID=([gantry]=$GANTRY_PID [haproxy]=$HAPROXY_PID)
 ORDER=(gantry haproxy)
@@ -178,17 +138,14 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 col() { awk -v k="$2" '{print $k}' "$1" | median; }
-echo
-echo "TLS 1.3 termination, 10 B unary, saturated ($CONNS connections x $STREAMS streams), medians of $ROUNDS"
-printf '%-8s %10s %8s %8s %12s\n' proxy calls/s p50_ms p99_ms cpu_us/call
-for c in "${ORDER[@]}"; do
-  printf '%-8s %10.0f %8.2f %8.2f %12.2f\n' "$c" "$(col "$WORK/calls-$c" 1)" \
-    "$(col "$WORK/calls-$c" 2)" "$(col "$WORK/calls-$c" 3)" "$(col "$WORK/calls-$c" 4)"
-done
-echo
-echo "new TLS connections, one call each ($HANDSHAKES per run, all at once)"
-printf '%-8s %10s %8s %8s %12s\n' proxy conns/s p50_ms p99_ms cpu_us/conn
-for c in "${ORDER[@]}"; do
-  printf '%-8s %10.0f %8.2f %8.2f %12.2f\n' "$c" "$(col "$WORK/conns-$c" 1)" \
-    "$(col "$WORK/conns-$c" 2)" "$(col "$WORK/conns-$c" 3)" "$(col "$WORK/conns-$c" 4)"
-done
+table() { # title unit file-prefix
+  echo
+  echo "$1"
+  printf '%-8s %10s %8s %8s %12s\n' proxy "$2s/s" p50_ms p99_ms "cpu_us/$2"
+  for c in "${ORDER[@]}"; do
+    printf '%-8s %10.0f %8.2f %8.2f %12.2f\n' "$c" "$(col "$WORK/$3-$c" 1)" \
+      "$(col "$WORK/$3-$c" 2)" "$(col "$WORK/$3-$c" 3)" "$(col "$WORK/$3-$c" 4)"
+  done
+}
+table "TLS 1.3 termination, 10 B unary, saturated ($CONNS connections x $STREAMS streams), medians of $ROUNDS" call calls
+table "new TLS connections, one call each ($HANDSHAKES per run, all at once), medians of $ROUNDS" conn conns
