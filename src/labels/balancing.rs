@@ -641,6 +641,7 @@ fn parse_threshold(v: &str) -> Result<u32, String> {
 pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim();
     let bad = || format!("{v:?} is not a duration (like 500ms, 10s, 1m30s)");
+    let out_of_range = || format!("{v:?} is out of range (10ms to 1h)");
     if s.is_empty() {
         return Err(bad());
     }
@@ -659,10 +660,13 @@ pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
             }
             let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .bytes()
-                .take_while(|b| b.is_ascii_alphabetic() || *b == 0xc2 || *b == 0xb5)
-                .count();
+            // Counted in bytes of whole characters: `µ` is two, and any other
+            // character must not be cut in half.
+            let unit_len: usize = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic() || *c == 'µ')
+                .map(char::len_utf8)
+                .sum();
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let seconds = match unit {
@@ -674,12 +678,17 @@ pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
                 "h" => 3600.0,
                 _ => return Err(bad()),
             };
-            total += Duration::from_secs_f64(number * seconds);
+            // A number too big for a Duration (or a sum that is) is out of range,
+            // not a panic.
+            total = Duration::try_from_secs_f64(number * seconds)
+                .ok()
+                .and_then(|part| total.checked_add(part))
+                .ok_or_else(out_of_range)?;
         }
         total
     };
     if total < Duration::from_millis(10) || total > Duration::from_secs(3600) {
-        return Err(format!("{v:?} is out of range (10ms to 1h)"));
+        return Err(out_of_range());
     }
     Ok(total)
 }
@@ -847,6 +856,31 @@ mod tests {
         for v in ["", "s", "10", "-1s", "5ms", "2h", "10 s", "1x"] {
             let bad = parse_duration(v);
             assert!(bad.is_err() || v == "10", "{v}: {bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_never_panic() {
+        // Found by the property tests: a unit cut inside a multi-byte character, a
+        // number too big for a Duration, and a sum that overflows one.
+        for v in [
+            "1\u{a2}",
+            "1\u{a0}s",
+            "1µ",
+            "99999999999999999999h",
+            &"9".repeat(400),
+            &format!("{}s", "9".repeat(400)),
+            "10000000000000000000s10000000000000000000s",
+            "..s",
+        ] {
+            let got = parse_duration(v);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(&format!("{v:?}"))),
+                "{v}: {got:?}"
+            );
+        }
+        for (v, ms) in [("1µs500ms", 500), ("1.s", 1_000), (".5s", 500)] {
+            assert_eq!(parse_duration(v).map(|d| d.as_millis()), Ok(ms), "{v}");
         }
     }
 
