@@ -48,6 +48,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 
+# Every handshake connection is open at once: a descriptor each, in each process.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 ports=($(free_ports 4))
 B1=${ports[0]} B2=${ports[1]} PG=${ports[2]} PH=${ports[3]}
 
@@ -74,7 +77,7 @@ taskset -c "$PROXY_CPU" "$GANTRY" --config "$WORK/gantry.toml" & PIDS+=($!); GAN
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 5000
   ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
   mode http
