@@ -624,40 +624,41 @@ fn validate_entrypoint(name: &str, ep: &EntrypointConfig) -> Result<(), String> 
         ));
     }
     let h2 = &ep.http2;
-    if h2.max_concurrent_streams == 0 {
-        return Err(format!(
-            "{}: must be at least 1",
-            at("http2.max_concurrent_streams")
-        ));
-    }
     let max_window = (1u32 << 31) - 1;
-    if !(65_535..=max_window).contains(&h2.stream_window) {
-        return Err(format!(
-            "{}: {} is not between 65535 and 2147483647",
-            at("http2.stream_window"),
-            h2.stream_window
-        ));
-    }
-    if !(65_535..=max_window).contains(&h2.connection_window) {
-        return Err(format!(
-            "{}: {} is not between 65535 and 2147483647",
-            at("http2.connection_window"),
-            h2.connection_window
-        ));
-    }
-    if !(16_384..=16_777_215).contains(&h2.max_frame_size) {
-        return Err(format!(
-            "{}: {} is not between 16384 and 16777215",
-            at("http2.max_frame_size"),
-            h2.max_frame_size
-        ));
-    }
-    for (key, burst) in [
-        ("http2.max_reset_burst", h2.max_reset_burst),
-        ("http2.max_control_frame_burst", h2.max_control_frame_burst),
+    for (key, value, min, max) in [
+        (
+            "http2.max_concurrent_streams",
+            h2.max_concurrent_streams,
+            1,
+            u32::MAX,
+        ),
+        ("http2.stream_window", h2.stream_window, 65_535, max_window),
+        (
+            "http2.connection_window",
+            h2.connection_window,
+            65_535,
+            max_window,
+        ),
+        (
+            "http2.max_frame_size",
+            h2.max_frame_size,
+            16_384,
+            16_777_215,
+        ),
+        ("http2.max_reset_burst", h2.max_reset_burst, 1, u32::MAX),
+        (
+            "http2.max_control_frame_burst",
+            h2.max_control_frame_burst,
+            1,
+            u32::MAX,
+        ),
     ] {
-        if burst == 0 {
-            return Err(format!("{}: must be at least 1", at(key)));
+        if !(min..=max).contains(&value) {
+            return Err(if max == u32::MAX {
+                format!("{}: must be at least {min}", at(key))
+            } else {
+                format!("{}: {value} is not between {min} and {max}", at(key))
+            });
         }
     }
     if let Some(tls) = &ep.tls {

@@ -228,38 +228,54 @@ async fn flood(
     }
 }
 
+/// Floods the edge with `first`, then `batch()` over and over, while a good client
+/// calls on another connection; checks the abuser got ENHANCE_YOUR_CALM and the
+/// good client's p99.
+async fn flood_attack<B>(t: &Target, name: &str, first: Vec<u8>, batch: B) -> Ended
+where
+    B: FnMut() -> Vec<u8> + Send + 'static,
+{
+    let attack = abuse(t.edge, move |wr, done| flood(wr, done, first, batch));
+    let (ended, mut lat) = good_client_during(t.edge, attack).await;
+    check(name, &ended, &mut lat, Some(Reason::ENHANCE_YOUR_CALM));
+    ended
+}
+
+/// The preface, then a request's HEADERS on stream 1 (with `flags`).
+fn preface_and_headers(flags: u8) -> Vec<u8> {
+    let mut out = preface();
+    let block = request_block(&mut Encoder::new());
+    frame::put_head(&mut out, block.len(), kind::HEADERS, flags, 1);
+    out.extend_from_slice(&block);
+    out
+}
+
+/// `n` frames that `put` writes, as one batch.
+fn frames(n: usize, mut put: impl FnMut(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        put(&mut out);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_gets_the_abuser_cut_off() {
     let _one = ONE_AT_A_TIME.lock().await;
     let t = target().await;
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            let mut enc = Encoder::new();
-            let mut id = 1u32;
-            flood(wr, done, preface(), move || {
-                // HEADERS then RST_STREAM(CANCEL) at once, 50 streams a write.
-                let mut out = Vec::new();
-                for _ in 0..50 {
-                    let block = request_block(&mut enc);
-                    frame::put_head(&mut out, block.len(), kind::HEADERS, flag::END_HEADERS, id);
-                    out.extend_from_slice(&block);
-                    frame::put_rst(&mut out, id, Reason::CANCEL);
-                    id += 2;
-                }
-                out
-            })
-            .await
-        }),
-    )
+    let mut enc = Encoder::new();
+    let mut id = 1u32;
+    // HEADERS then RST_STREAM(CANCEL) at once, 50 streams a write.
+    let ended = flood_attack(&t, "rapid reset", preface(), move || {
+        frames(50, |out| {
+            let block = request_block(&mut enc);
+            frame::put_head(out, block.len(), kind::HEADERS, flag::END_HEADERS, id);
+            out.extend_from_slice(&block);
+            frame::put_rst(out, id, Reason::CANCEL);
+            id += 2;
+        })
+    })
     .await;
-    check(
-        "rapid reset",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
-    // The abuser got far fewer streams than it tried before being cut off.
     let debug = ended.goaway.map(|g| g.1).unwrap_or_default();
     assert!(debug.contains("rapid reset"), "{debug}");
     assert_eq!(closed(&t, "flood").await, 1);
@@ -276,135 +292,54 @@ async fn rapid_reset_gets_the_abuser_cut_off() {
 async fn a_continuation_flood_gets_the_abuser_cut_off() {
     let _one = ONE_AT_A_TIME.lock().await;
     let t = target().await;
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            let mut enc = Encoder::new();
-            let mut first = preface();
-            let block = request_block(&mut enc);
-            // A header block that never ends: HEADERS without END_HEADERS, then
-            // CONTINUATION frames of a few bytes each, forever.
-            frame::put_head(&mut first, block.len(), kind::HEADERS, 0, 1);
-            first.extend_from_slice(&block);
-            flood(wr, done, first, || {
-                let mut out = Vec::new();
-                for _ in 0..16 {
-                    frame::put_head(&mut out, 4, kind::CONTINUATION, 0, 1);
-                    out.extend_from_slice(&[0x40, 0x01, b'x', 0x00]);
-                }
-                out
-            })
-            .await
-        }),
-    )
+    // A header block that never ends: HEADERS without END_HEADERS, then
+    // CONTINUATION frames of a few bytes each, forever.
+    flood_attack(&t, "CONTINUATION flood", preface_and_headers(0), || {
+        frames(16, |out| {
+            frame::put_head(out, 4, kind::CONTINUATION, 0, 1);
+            out.extend_from_slice(&[0x40, 0x01, b'x', 0x00]);
+        })
+    })
     .await;
-    check(
-        "CONTINUATION flood",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_gets_the_abuser_cut_off() {
     let _one = ONE_AT_A_TIME.lock().await;
     let t = target().await;
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            flood(wr, done, preface(), || {
-                let mut out = Vec::new();
-                for _ in 0..100 {
-                    frame::put_settings(&mut out, &[(frame::setting::INITIAL_WINDOW_SIZE, 65_535)]);
-                }
-                out
-            })
-            .await
-        }),
-    )
+    flood_attack(&t, "SETTINGS flood", preface(), || {
+        frames(100, |out| {
+            frame::put_settings(out, &[(frame::setting::INITIAL_WINDOW_SIZE, 65_535)])
+        })
+    })
     .await;
-    check(
-        "SETTINGS flood",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_empty_data_and_window_update_floods_get_the_abuser_cut_off() {
     let _one = ONE_AT_A_TIME.lock().await;
     let t = target().await;
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            flood(wr, done, preface(), || {
-                let mut out = Vec::new();
-                for i in 0..100u8 {
-                    frame::put_ping(&mut out, false, [i; 8]);
-                }
-                out
-            })
-            .await
-        }),
-    )
+    let mut i = 0u8;
+    flood_attack(&t, "PING flood", preface(), move || {
+        frames(100, |out| {
+            i = i.wrapping_add(1);
+            frame::put_ping(out, false, [i; 8]);
+        })
+    })
     .await;
-    check(
-        "PING flood",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
-
     // Empty DATA frames on an open stream: nothing to forward, work all the same.
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            let mut enc = Encoder::new();
-            let mut first = preface();
-            let block = request_block(&mut enc);
-            frame::put_head(&mut first, block.len(), kind::HEADERS, flag::END_HEADERS, 1);
-            first.extend_from_slice(&block);
-            flood(wr, done, first, || {
-                let mut out = Vec::new();
-                for _ in 0..100 {
-                    frame::put_head(&mut out, 0, kind::DATA, 0, 1);
-                }
-                out
-            })
-            .await
-        }),
-    )
-    .await;
-    check(
+    flood_attack(
+        &t,
         "empty DATA flood",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
-
-    // WINDOW_UPDATEs with no data flowing to pay for them.
-    let (ended, mut lat) = good_client_during(
-        t.edge,
-        abuse(t.edge, |wr, done| async move {
-            flood(wr, done, preface(), || {
-                let mut out = Vec::new();
-                for _ in 0..100 {
-                    frame::put_window_update(&mut out, 0, 1);
-                }
-                out
-            })
-            .await
-        }),
+        preface_and_headers(flag::END_HEADERS),
+        || frames(100, |out| frame::put_head(out, 0, kind::DATA, 0, 1)),
     )
     .await;
-    check(
-        "WINDOW_UPDATE flood",
-        &ended,
-        &mut lat,
-        Some(Reason::ENHANCE_YOUR_CALM),
-    );
+    // WINDOW_UPDATEs with no data flowing to pay for them.
+    flood_attack(&t, "WINDOW_UPDATE flood", preface(), || {
+        frames(100, |out| frame::put_window_update(out, 0, 1))
+    })
+    .await;
 }
 
 /// Sends `bytes` one at a time, `every` apart, until gantry closes or they run out.

@@ -16,6 +16,8 @@ mod constraints;
 mod edits;
 #[path = "props/label_inputs.rs"]
 mod label_inputs;
+#[path = "props/label_segments.rs"]
+mod label_segments;
 #[path = "props/labels.rs"]
 mod labels;
 #[path = "props/rules.rs"]

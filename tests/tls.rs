@@ -270,19 +270,13 @@ async fn tls_backend(
 
 /// A task routing Echo to an https server, with `lb` load balancer labels.
 fn https_task(addr: SocketAddr, lb: &[(&str, &str)]) -> String {
-    let mut t = format!(
-        r#"
-[[task]]
-id = "secure"
-ip = "127.0.0.1"
-ports = [{}]
-[task.labels]
-"traefik.enable" = "true"
-"traefik.http.routers.echo.rule" = "{}"
-"traefik.http.services.echo.loadbalancer.server.scheme" = "https"
-"#,
+    let mut t = support::routed_task(
+        "secure",
         addr.port(),
-        support::ECHO_RULE.replace('"', "\\\"")
+        "",
+        "echo",
+        support::ECHO_RULE,
+        "https",
     );
     for (k, v) in lb {
         t.push_str(&format!(

@@ -162,7 +162,7 @@ throttle_ms = 10
 /// A tasks-file entry for one task on 127.0.0.1:`port`, routed by `rule` to service
 /// `service` spoken to with `scheme`; `extra` goes into the task before its labels
 /// (`zone = …`), and label lines may be appended to the result.
-fn routed_task(
+pub fn routed_task(
     id: &str,
     port: u16,
     extra: &str,
