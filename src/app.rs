@@ -54,14 +54,20 @@ pub struct Shared {
     pub entrypoints: Vec<(String, SocketAddr)>,
     /// Calls per entrypoint, in the order of `entrypoints`.
     pub entrypoint_stats: Vec<Arc<CallStats>>,
-    /// Each entrypoint's certificates, if it terminates TLS.
-    pub entrypoint_tls: Vec<Option<Arc<crate::tls::CertStore>>>,
-    /// Each entrypoint's count of connections closed to protect it.
-    pub entrypoint_guards: Vec<Arc<proxy::Guards>>,
+    /// Each entrypoint's certificates and protections, in the same order.
+    pub entrypoint_edges: Vec<Edge>,
     pub progress: watch::Receiver<Progress>,
     pub access_log: Option<Arc<AccessLog>>,
     /// Credentials the API requires, if any.
     pub auth: Option<ApiCredentials>,
+}
+
+/// What an entrypoint shows of its edge: the certificates it serves (if it
+/// terminates TLS) and the connections it closed to protect itself.
+#[derive(Clone)]
+pub struct Edge {
+    pub tls: Option<Arc<crate::tls::CertStore>>,
+    pub guards: Arc<proxy::Guards>,
 }
 
 /// A running gantry.
@@ -186,8 +192,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     let mut entrypoints = Vec::new();
     let mut bound = Vec::new();
     let mut entrypoint_stats = Vec::new();
-    let mut entrypoint_tls = Vec::new();
-    let mut entrypoint_guards = Vec::new();
+    let mut entrypoint_edges = Vec::new();
     for (index, (name, ep)) in loaded.config.entrypoints.iter().enumerate() {
         let tls = match &ep.tls {
             Some(cfg) => Some(Arc::new(
@@ -203,8 +208,10 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
                 addr: ep.address,
                 source,
             })?;
-        entrypoint_tls.push(tls.as_ref().map(|t| t.store.clone()));
-        entrypoint_guards.push(e.guards.clone());
+        entrypoint_edges.push(Edge {
+            tls: tls.as_ref().map(|t| t.store.clone()),
+            guards: e.guards.clone(),
+        });
         e.settings = proxy::EntrypointSettings {
             idle_timeout: (ep.idle_timeout_seconds > 0)
                 .then(|| Duration::from_secs(ep.idle_timeout_seconds)),
@@ -289,8 +296,7 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
         providers,
         entrypoints: bound,
         entrypoint_stats,
-        entrypoint_tls,
-        entrypoint_guards,
+        entrypoint_edges,
         progress: progress_rx,
         access_log: access_log.clone(),
         auth: loaded.api_auth.clone(),

@@ -474,25 +474,15 @@ impl<'a> Snapshot<'a> {
             .entrypoints
             .iter()
             .zip(&self.shared.entrypoint_stats)
-            .enumerate()
-            .map(|(i, ((name, addr), stats))| EntrypointView {
+            .zip(&self.shared.entrypoint_edges)
+            .map(|(((name, addr), stats), edge)| EntrypointView {
                 name: name.clone(),
                 address: addr.to_string(),
-                tls: self
-                    .shared
-                    .entrypoint_tls
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .map(|store| TlsView {
-                        certificates: store.info(),
-                        last_error: store.last_error().map(|e| e.to_string()),
-                    }),
-                closed_connections: self
-                    .shared
-                    .entrypoint_guards
-                    .get(i)
-                    .map(|g| g.counts().into_iter().collect())
-                    .unwrap_or_default(),
+                tls: edge.tls.as_ref().map(|store| TlsView {
+                    certificates: store.info(),
+                    last_error: store.last_error().map(|e| e.to_string()),
+                }),
+                closed_connections: edge.guards.counts().into_iter().collect(),
                 stats: StatsView::of(stats, self.now),
             })
             .collect()

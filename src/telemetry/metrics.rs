@@ -196,9 +196,9 @@ impl Collector for Scrape {
         let closed = shared
             .entrypoints
             .iter()
-            .zip(&shared.entrypoint_guards)
-            .flat_map(|((name, _), guards)| {
-                guards
+            .zip(&shared.entrypoint_edges)
+            .flat_map(|((name, _), edge)| {
+                edge.guards
                     .counts()
                     .into_iter()
                     .filter(|(_, n)| *n > 0)
