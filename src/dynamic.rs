@@ -81,6 +81,10 @@ pub struct Service {
     /// (then `servers` is empty). Empty for a load-balanced service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weighted: Vec<WeightedService>,
+    /// Whether the client's Host (HTTP/2 :authority) goes to the servers as it came
+    /// (`S.passhostheader`, default true); else each server's own address does.
+    #[serde(default = "yes")]
+    pub pass_host_header: bool,
     pub provider: String,
     /// Ids of the tasks whose labels define this service.
     pub tasks: Vec<String>,
@@ -249,6 +253,36 @@ pub struct HealthCheck {
     pub timeout_ms: u64,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// The container port probed instead of the server's (`healthcheck.port`); each
+    /// server maps it to its own host port ([`Server::health_port`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The protocol of the probes when it is not the server's (`healthcheck.scheme`):
+    /// `http` (HTTP/1.1) or `h2c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<Scheme>,
+    /// Host / :authority of the probes (`healthcheck.hostname`); else the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Extra request headers of the probes (`healthcheck.headers.<name>`), by
+    /// lower-case name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `http` mode: the request method (`healthcheck.method`, default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `http` mode: the one status that is healthy (`healthcheck.status`); else any
+    /// 2xx or 3xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `http` mode: redirects to the same server are followed, up to 10
+    /// (`healthcheck.followredirects`, default true), and the last answer judged.
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Which kind of health check.
@@ -324,6 +358,11 @@ pub struct Server {
     /// An https server's TLS settings (its service's `S.tls.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
+    /// The port active health checks probe, when the service's check names one
+    /// (`healthcheck.port`, mapped like the server's port: a container port becomes
+    /// the task's host port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_port: Option<u16>,
 }
 
 impl Server {
@@ -343,6 +382,7 @@ impl Server {
             health: task.health,
             lifecycle: task.lifecycle,
             tls: None,
+            health_port: None,
         }
     }
 }
@@ -370,9 +410,37 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+/// How bad a [`ConfigError`] is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The object it names is disabled (or, for a task or provider, something it
+    /// asked for is not served).
+    #[default]
+    Error,
+    /// Nothing is disabled: a label that means nothing to gantry and restricts
+    /// nothing (another Traefik provider's, a v1 label on a task read as v2) was
+    /// ignored, and is listed so the owner can clean it up.
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 /// A problem found in labels or configuration, naming where it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConfigError {
+    /// Errors disable what they name; warnings only inform.
+    #[serde(default)]
+    pub severity: Severity,
     pub object: ObjectRef,
     /// Provider of the task (`file`, `ecs`).
     pub provider: String,
@@ -381,6 +449,24 @@ pub struct ConfigError {
     /// The label key at fault, when one is.
     pub label: Option<String>,
     pub message: String,
+}
+
+impl ConfigError {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl DynamicConfig {
+    /// The problems that disable something (not the warnings).
+    pub fn error_count(&self) -> usize {
+        self.errors.iter().filter(|e| e.is_error()).count()
+    }
+
+    /// The warnings: ignored labels that disable nothing.
+    pub fn warning_count(&self) -> usize {
+        self.errors.len() - self.error_count()
+    }
 }
 
 impl fmt::Display for ConfigError {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::balance::retry::RetryBudget;
 use crate::balance::{Balancer, Endpoint, EndpointKey, Split};
-use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Status};
+use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Severity, Status};
 use crate::route_index::RouteIndex;
 use crate::rules::{self, Matcher, RequestInfo};
 use crate::telemetry::CallStats;
@@ -449,6 +449,7 @@ pub fn validate(config: &mut DynamicConfig, entrypoints: &[impl EntrypointSpec])
             svc.status = Status::Disabled;
             svc.errors.push(message.clone());
             errors.push(ConfigError {
+                severity: Severity::Error,
                 object: ObjectRef::Service(name.clone()),
                 provider: svc.provider.clone(),
                 task: Some(server.task.clone()),
@@ -508,6 +509,7 @@ pub fn validate(config: &mut DynamicConfig, entrypoints: &[impl EntrypointSpec])
             router.status = Status::Disabled;
             router.errors.push(message.clone());
             errors.push(ConfigError {
+                severity: Severity::Error,
                 object: ObjectRef::Router(name.clone()),
                 provider: router.provider.clone(),
                 task: router.tasks.first().cloned(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef};
+use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Severity};
 use crate::labels::{self, LabelOptions};
 use crate::provider::{ProviderUpdate, Task, UpdateRx};
 use crate::proxy::SharedTable;
@@ -166,6 +166,7 @@ pub fn assemble_named(
     for (name, update) in updates {
         if let Some(error) = update.and_then(|u| u.error.as_ref()) {
             config.errors.push(ConfigError {
+                severity: Severity::Error,
                 object: ObjectRef::Provider((*name).to_string()),
                 provider: (*name).to_string(),
                 task: None,

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use crate::balance::codes::CodeSet;
 use crate::dynamic::{
-    HealthCheck, HealthMode, LoadBalancer, OutlierDetection, ServerTls, StickyCookie, Strategy,
-    ZoneAffinity,
+    LoadBalancer, OutlierDetection, ServerTls, StickyCookie, Strategy, ZoneAffinity,
 };
 
 use super::parse::{parse_bool, set, Problem, Value};
@@ -30,14 +29,10 @@ pub(crate) struct BalancingLabels {
     cookie_http_only: Option<Value<bool>>,
     cookie_same_site: Option<Value<String>>,
     cookie_max_age: Option<Value<u64>>,
-    hc_mode: Option<Value<HealthMode>>,
-    hc_path: Option<Value<String>>,
-    hc_service: Option<Value<String>>,
-    hc_codes: Option<Value<CodeSet>>,
-    hc_interval: Option<Value<Duration>>,
-    hc_timeout: Option<Value<Duration>>,
-    hc_healthy: Option<Value<u32>>,
-    hc_unhealthy: Option<Value<u32>>,
+    health: super::healthcheck::HealthLabels,
+    /// `responseforwarding.flushinterval`: accepted and checked; gantry always
+    /// streams, so every interval is met.
+    flush_interval: Option<Value<Duration>>,
     outlier: OutlierLabels,
     zone: ZoneLabels,
     tls_insecure: Option<Value<bool>>,
@@ -68,18 +63,20 @@ struct ZoneLabels {
     min_healthy: Option<Value<u32>>,
 }
 
-/// Defaults of an active health check (ALB's are 30 s / 5 s / 5 / 2; gantry checks
-/// more often so a sick task is noticed in seconds).
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_HEALTHY: u32 = 2;
-const DEFAULT_UNHEALTHY: u32 = 2;
-
 /// Whether the setting after `loadbalancer.` is one of this module's.
 pub(crate) fn is_balancing(rest: &[&str]) -> bool {
     matches!(
         rest.first(),
-        Some(&("strategy" | "hash" | "sticky" | "healthcheck" | "outlier" | "zone" | "tls"))
+        Some(
+            &("strategy"
+                | "hash"
+                | "sticky"
+                | "healthcheck"
+                | "outlier"
+                | "zone"
+                | "tls"
+                | "responseforwarding")
+        )
     )
 }
 
@@ -120,30 +117,11 @@ impl BalancingLabels {
                 parse_count(value).map(u64::from),
                 problems,
             ),
-            ["healthcheck", "mode"] => set(&mut self.hc_mode, key, parse_mode(value), problems),
-            ["healthcheck", "path"] => set(&mut self.hc_path, key, parse_path(value), problems),
-            ["healthcheck", "service"] => set(
-                &mut self.hc_service,
+            ["healthcheck", rest @ ..] => self.health.add(key, rest, value, problems),
+            ["responseforwarding", "flushinterval"] => set(
+                &mut self.flush_interval,
                 key,
-                Ok(value.trim().to_string()),
-                problems,
-            ),
-            ["healthcheck", "codes"] => {
-                set(&mut self.hc_codes, key, CodeSet::parse(value), problems)
-            }
-            ["healthcheck", "interval"] => {
-                set(&mut self.hc_interval, key, parse_duration(value), problems)
-            }
-            ["healthcheck", "timeout"] => {
-                set(&mut self.hc_timeout, key, parse_duration(value), problems)
-            }
-            ["healthcheck", "healthythreshold"] => {
-                set(&mut self.hc_healthy, key, parse_threshold(value), problems)
-            }
-            ["healthcheck", "unhealthythreshold"] => set(
-                &mut self.hc_unhealthy,
-                key,
-                parse_threshold(value),
+                parse_flush_interval(value),
                 problems,
             ),
             ["outlier", ..] | ["zone", ..] => self.add_passive(key, rest, value, problems),
@@ -243,12 +221,9 @@ fn outlier(labels: OutlierLabels, problems: &mut Vec<Problem>) -> OutlierDetecti
         d.max_ejection_ms.max(ejection_ms),
     );
     if max_ejection_ms < ejection_ms {
-        problems.push(Problem {
-            label: max_label,
-            message: format!(
+        problems.push(Problem::from(max_label, format!(
                 "outlier.maxejection ({max_ejection_ms} ms) is shorter than outlier.ejection ({ejection_ms} ms)"
-            ),
-        });
+            )));
     }
     let max_ejection_percent =
         take(labels.max_ejection_percent, problems).map_or(d.max_ejection_percent, |(n, _)| n);
@@ -312,31 +287,28 @@ pub(crate) fn resolve(
     };
     let strategy = match (strategy, hash, sticky_on) {
         (_, Some(_), true) => {
-            problems.push(Problem {
-                label: sticky_label,
-                message: "sticky cookies and hash.header are two ways to pin calls: pick one"
-                    .into(),
-            });
+            problems.push(Problem::from(
+                sticky_label,
+                "sticky cookies and hash.header are two ways to pin calls: pick one",
+            ));
             Strategy::Wrr
         }
         (Some((s, label)), Some((header, _)), false) if s != Strategy::Wrr => {
-            problems.push(Problem {
+            problems.push(Problem::from(
                 label,
-                message: format!(
+                format!(
                     "strategy={} conflicts with hash.header={header} (hashing is the strategy)",
                     s.name()
                 ),
-            });
+            ));
             Strategy::Wrr
         }
         (_, Some((header, _)), false) => Strategy::Hash { header },
         (Some((Strategy::P2c, label)), None, true) => {
-            problems.push(Problem {
+            problems.push(Problem::from(
                 label,
-                message:
-                    "strategy=p2c cannot be sticky: sticky sessions pick the first server by wrr"
-                        .into(),
-            });
+                "strategy=p2c cannot be sticky: sticky sessions pick the first server by wrr",
+            ));
             Strategy::Wrr
         }
         (_, None, true) => Strategy::Sticky { cookie },
@@ -345,15 +317,7 @@ pub(crate) fn resolve(
     };
     LoadBalancer {
         strategy,
-        health_check: health_check(
-            labels.hc_mode,
-            labels.hc_path,
-            labels.hc_service,
-            labels.hc_codes,
-            [labels.hc_interval, labels.hc_timeout],
-            [labels.hc_healthy, labels.hc_unhealthy],
-            problems,
-        ),
+        health_check: labels.health.resolve(problems),
         outlier: outlier(labels.outlier, problems),
         zone: zone(labels.zone, problems),
         tls: ServerTls {
@@ -380,114 +344,6 @@ fn parse_server_name(value: &str) -> Result<String, String> {
     } else {
         Err(format!("{value:?} is not a DNS name"))
     }
-}
-
-fn health_check(
-    mode: Option<Value<HealthMode>>,
-    path: Option<Value<String>>,
-    service: Option<Value<String>>,
-    codes: Option<Value<CodeSet>>,
-    [interval, timeout]: [Option<Value<Duration>>; 2],
-    [healthy, unhealthy]: [Option<Value<u32>>; 2],
-    problems: &mut Vec<Problem>,
-) -> Option<HealthCheck> {
-    let any = mode.is_some()
-        || path.is_some()
-        || service.is_some()
-        || codes.is_some()
-        || interval.is_some()
-        || timeout.is_some()
-        || healthy.is_some()
-        || unhealthy.is_some();
-    if !any {
-        return None;
-    }
-    let before = problems.len();
-    let mode_label = mode.as_ref().and_then(|v| v.label.clone());
-    let mode = take(mode, problems);
-    let path = take(path, problems);
-    let service = take(service, problems);
-    let codes = take(codes, problems);
-    let interval = take(interval, problems).map_or(DEFAULT_INTERVAL, |(d, _)| d);
-    let (timeout, timeout_label) =
-        take(timeout, problems).map_or((DEFAULT_TIMEOUT.min(interval), None), |(d, l)| (d, l));
-    let healthy = take(healthy, problems).map_or(DEFAULT_HEALTHY, |(n, _)| n);
-    let unhealthy = take(unhealthy, problems).map_or(DEFAULT_UNHEALTHY, |(n, _)| n);
-    // The mode, said or implied: a path means HTTP unless codes make it a call.
-    let mode = match (mode.map(|(m, _)| m), &path, &codes) {
-        (Some(m), _, _) => m,
-        (None, Some(_), Some(_)) => HealthMode::Call,
-        (None, Some(_), None) => HealthMode::Http,
-        (None, None, _) => HealthMode::Grpc,
-    };
-    let fail = |problems: &mut Vec<Problem>, label: Option<String>, message: String| {
-        problems.push(Problem { label, message });
-    };
-    let target = match mode {
-        HealthMode::Grpc => {
-            if let Some((_, label)) = &path {
-                fail(problems, label.clone(), "healthcheck.path is not used by mode=grpc (set healthcheck.service for a service name)".into());
-            }
-            service.map(|(s, _)| s).unwrap_or_default()
-        }
-        HealthMode::Http => match path {
-            Some((p, _)) => p,
-            None => {
-                fail(
-                    problems,
-                    mode_label.clone(),
-                    "healthcheck mode=http needs healthcheck.path".into(),
-                );
-                String::new()
-            }
-        },
-        HealthMode::Call => match path {
-            Some((p, label)) if is_method_path(&p) => {
-                let _ = label;
-                p
-            }
-            Some((p, label)) => {
-                fail(problems, label, format!("healthcheck mode=call needs a gRPC method path like /pkg.Service/Method, not {p:?}"));
-                String::new()
-            }
-            None => {
-                fail(
-                    problems,
-                    mode_label.clone(),
-                    "healthcheck mode=call needs healthcheck.path (/pkg.Service/Method)".into(),
-                );
-                String::new()
-            }
-        },
-    };
-    if mode != HealthMode::Call {
-        if let Some((_, label)) = &codes {
-            fail(
-                problems,
-                label.clone(),
-                "healthcheck.codes applies to mode=call only".into(),
-            );
-        }
-    }
-    if timeout > interval {
-        fail(
-            problems,
-            timeout_label,
-            format!("healthcheck.timeout {timeout:?} is longer than the interval {interval:?}"),
-        );
-    }
-    if problems.len() != before {
-        return None;
-    }
-    Some(HealthCheck {
-        mode,
-        target,
-        codes: codes.map_or_else(|| CodeSet::default().to_string(), |(c, _)| c.to_string()),
-        interval_ms: interval.as_millis() as u64,
-        timeout_ms: timeout.as_millis() as u64,
-        healthy_threshold: healthy,
-        unhealthy_threshold: unhealthy,
-    })
 }
 
 /// What differs between two load balancers, for conflict messages.
@@ -537,13 +393,6 @@ fn default_cookie(service: &str) -> String {
     format!("gantry_{cleaned}")
 }
 
-fn is_method_path(p: &str) -> bool {
-    matches!(
-        crate::telemetry::access_log::grpc_parts(p),
-        (Some(_), Some(_))
-    )
-}
-
 fn parse_strategy(v: &str) -> Result<Strategy, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "wrr" | "roundrobin" => Ok(Strategy::Wrr),
@@ -583,31 +432,7 @@ fn parse_same_site(v: &str) -> Result<String, String> {
     }
 }
 
-fn parse_mode(v: &str) -> Result<HealthMode, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "grpc" => Ok(HealthMode::Grpc),
-        "http" => Ok(HealthMode::Http),
-        "call" => Ok(HealthMode::Call),
-        _ => Err(format!(
-            "{v:?} is not a health check mode (grpc, http, call)"
-        )),
-    }
-}
-
-fn parse_path(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    if v.starts_with('/')
-        && !v
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        Ok(v.to_string())
-    } else {
-        Err(format!("{v:?} is not a path (it must start with /)"))
-    }
-}
-
-fn parse_count(v: &str) -> Result<u32, String> {
+pub(crate) fn parse_count(v: &str) -> Result<u32, String> {
     v.trim()
         .parse::<u32>()
         .map_err(|_| format!("{v:?} is not a whole number"))
@@ -628,11 +453,12 @@ fn parse_duration_or_zero(v: &str) -> Result<Duration, String> {
     parse_duration(v)
 }
 
-fn parse_threshold(v: &str) -> Result<u32, String> {
-    match parse_count(v)? {
-        0 => Err("a threshold must be at least 1".into()),
-        n if n > 100 => Err(format!("{n} is too many consecutive checks (at most 100)")),
-        n => Ok(n),
+/// `responseforwarding.flushinterval`: a duration, or a negative one (Traefik: flush
+/// after every write), which is what gantry always does.
+fn parse_flush_interval(v: &str) -> Result<Duration, String> {
+    match v.trim().strip_prefix('-') {
+        Some(rest) if parse_duration_or_zero(rest).is_ok() || rest == "1" => Ok(Duration::ZERO),
+        _ => parse_duration_or_zero(v),
     }
 }
 
@@ -696,6 +522,7 @@ pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dynamic::HealthMode;
 
     fn lb(labels: &[(&str, &str)]) -> (LoadBalancer, Vec<Problem>) {
         let mut b = BalancingLabels::default();
@@ -798,7 +625,7 @@ mod tests {
             (
                 vec![("healthcheck.colour", "red")],
                 "healthcheck.colour",
-                "unknown load balancer label",
+                "unknown health check label",
             ),
         ] {
             let (_, problems) = lb(&labels);

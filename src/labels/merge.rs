@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Router, Server, Service, Status};
+use crate::dynamic::{
+    ConfigError, DynamicConfig, ObjectRef, Router, Server, Service, Severity, Status,
+};
 use crate::provider::Task;
 
 use super::parse::Problem;
@@ -75,6 +77,7 @@ impl Merger {
     /// Records a problem with `object`, caused by `task`.
     pub(crate) fn report(&mut self, object: ObjectRef, task: &Task, problem: Problem) {
         self.errors.push(ConfigError {
+            severity: problem.severity,
             object,
             provider: task.provider.clone(),
             task: Some(task.id.clone()),
@@ -90,7 +93,7 @@ impl Merger {
             self.report(ObjectRef::Task(task.id.clone()), task, problem);
         }
         for def in defs.services {
-            let clean = def.problems.is_empty();
+            let clean = !def.problems.iter().any(Problem::is_error);
             for problem in def.problems {
                 self.report(ObjectRef::Service(def.name.clone()), task, problem);
             }
@@ -124,7 +127,7 @@ impl Merger {
             }
         }
         for mut def in defs.routers {
-            let clean = def.problems.is_empty();
+            let clean = !def.problems.iter().any(Problem::is_error);
             for problem in std::mem::take(&mut def.problems) {
                 self.report(ObjectRef::Router(def.name.clone()), task, problem);
             }
@@ -176,6 +179,7 @@ impl Merger {
                     servers,
                     load_balancer: acc.settings.load_balancer,
                     weighted: acc.settings.weighted,
+                    pass_host_header: acc.settings.pass_host_header,
                     provider: acc.origin.provider,
                     tasks,
                     status: Status::Enabled,
@@ -213,6 +217,7 @@ impl Merger {
                     Some(_) => continue,
                 };
                 errors.push(ConfigError {
+                    severity: Severity::Error,
                     object: ObjectRef::Service(name.clone()),
                     provider: svc.provider.clone(),
                     task: svc.tasks.first().cloned(),
@@ -224,6 +229,7 @@ impl Merger {
         // A split is disabled with any of its services.
         let broken: BTreeSet<String> = errors
             .iter()
+            .filter(|e| e.is_error())
             .filter_map(|e| match &e.object {
                 ObjectRef::Service(n) => Some(n.clone()),
                 _ => None,
@@ -236,6 +242,7 @@ impl Merger {
                 .find(|c| broken.contains(&c.name) && !broken.contains(name))
             {
                 errors.push(ConfigError {
+                    severity: Severity::Error,
                     object: ObjectRef::Service(name.clone()),
                     provider: svc.provider.clone(),
                     task: svc.tasks.first().cloned(),
@@ -248,6 +255,7 @@ impl Merger {
         // Every service error disables its service; routers to it are disabled too.
         let disabled: BTreeSet<String> = errors
             .iter()
+            .filter(|e| e.is_error())
             .filter_map(|e| match &e.object {
                 ObjectRef::Service(name) => Some(name.clone()),
                 _ => None,
@@ -300,7 +308,7 @@ impl Merger {
             services,
             errors: collapse(errors),
         };
-        for error in &config.errors {
+        for error in config.errors.iter().filter(|e| e.is_error()) {
             let (status, list) = match &error.object {
                 ObjectRef::Router(name) => match config.routers.get_mut(name) {
                     Some(r) => (&mut r.status, &mut r.errors),
@@ -327,6 +335,7 @@ fn router_error(
     message: String,
 ) -> ConfigError {
     ConfigError {
+        severity: Severity::Error,
         object: ObjectRef::Router(name.to_string()),
         provider: acc.origin.provider.clone(),
         task: Some(acc.origin.task.clone()),
@@ -338,11 +347,11 @@ fn router_error(
 /// Collapses errors that differ only by task (the same bad label on every task of an
 /// ECS service) into one naming the first task and counting the others, then sorts.
 fn collapse(errors: Vec<ConfigError>) -> Vec<ConfigError> {
-    type Key = (ObjectRef, String, Option<String>, String);
+    type Key = (Severity, ObjectRef, String, Option<String>, String);
     let mut groups: BTreeMap<Key, (Option<String>, usize)> = BTreeMap::new();
     for e in errors {
         let group = groups
-            .entry((e.object, e.provider, e.label, e.message))
+            .entry((e.severity, e.object, e.provider, e.label, e.message))
             .or_insert((None, 0));
         if group.1 == 0 || e.task < group.0 {
             group.0 = e.task;
@@ -351,20 +360,23 @@ fn collapse(errors: Vec<ConfigError>) -> Vec<ConfigError> {
     }
     let mut out: Vec<ConfigError> = groups
         .into_iter()
-        .map(|((object, provider, label, mut message), (task, count))| {
-            if count > 1 {
-                let others = count - 1;
-                let s = if others == 1 { "" } else { "s" };
-                message.push_str(&format!(" (also in {others} other task{s})"));
-            }
-            ConfigError {
-                object,
-                provider,
-                task,
-                label,
-                message,
-            }
-        })
+        .map(
+            |((severity, object, provider, label, mut message), (task, count))| {
+                if count > 1 {
+                    let others = count - 1;
+                    let s = if others == 1 { "" } else { "s" };
+                    message.push_str(&format!(" (also in {others} other task{s})"));
+                }
+                ConfigError {
+                    severity,
+                    object,
+                    provider,
+                    task,
+                    label,
+                    message,
+                }
+            },
+        )
         .collect();
     out.sort();
     out
@@ -474,6 +486,7 @@ mod tests {
         assert_eq!(
             config.errors,
             vec![ConfigError {
+                severity: Severity::Error,
                 object: ObjectRef::Service("s".to_string()),
                 provider: "file".to_string(),
                 task: Some("b".to_string()),
@@ -487,6 +500,7 @@ mod tests {
     #[test]
     fn identical_errors_collapse() {
         let error = |task: &str| ConfigError {
+            severity: Severity::Error,
             object: ObjectRef::Service("s".to_string()),
             provider: "ecs".to_string(),
             task: Some(task.to_string()),

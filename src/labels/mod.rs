@@ -14,6 +14,7 @@
 //! run on every change for thousands of tasks.
 
 mod balancing;
+mod healthcheck;
 mod merge;
 mod parse;
 mod resolve;
@@ -104,9 +105,11 @@ fn exposed(task: &Task, opts: &LabelOptions) -> Result<bool, parse::Problem> {
             .is_some_and(|rest| rest.eq_ignore_ascii_case("enable"))
     });
     let enabled = match enable {
-        Some((key, value)) => parse::parse_bool(value).map_err(|message| parse::Problem {
-            label: Some(key.clone()),
-            message: format!("{message}; the task is not routed"),
+        Some((key, value)) => parse::parse_bool(value).map_err(|message| {
+            parse::Problem::from(
+                Some(key.clone()),
+                format!("{message}; the task is not routed"),
+            )
         })?,
         None => opts.exposed_by_default,
     };

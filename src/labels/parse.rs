@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::dynamic::Scheme;
+use crate::dynamic::{Scheme, Severity};
 use crate::provider::Task;
 
 use super::v1::V1Labels;
@@ -22,23 +22,40 @@ pub(crate) struct Problem {
     /// The full label key at fault, when one is.
     pub label: Option<String>,
     pub message: String,
+    /// An error disables the object it is attached to; a warning disables nothing.
+    pub severity: Severity,
 }
 
 impl Problem {
     /// A problem caused by one label.
     pub(crate) fn at(label: &str, message: impl Into<String>) -> Problem {
+        Problem::from(Some(label.to_string()), message)
+    }
+
+    /// A label that was ignored and restricts nothing: listed, disables nothing.
+    pub(crate) fn ignored(label: &str, message: impl Into<String>) -> Problem {
         Problem {
-            label: Some(label.to_string()),
-            message: message.into(),
+            severity: Severity::Warning,
+            ..Problem::at(label, message)
         }
     }
 
     /// A problem no single label is to blame for (e.g. a missing setting).
     pub(crate) fn general(message: impl Into<String>) -> Problem {
+        Problem::from(None, message)
+    }
+
+    /// A problem with a value, from the label it came from (if any).
+    pub(crate) fn from(label: Option<String>, message: impl Into<String>) -> Problem {
         Problem {
-            label: None,
+            label,
             message: message.into(),
+            severity: Severity::Error,
         }
+    }
+
+    pub(crate) fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }
 
@@ -100,8 +117,11 @@ pub(crate) struct ServiceLabels {
 pub(crate) struct TaskLabels {
     pub routers: BTreeMap<String, RouterLabels>,
     pub services: BTreeMap<String, ServiceLabels>,
-    /// Problems with the task as a whole (unknown top-level labels, TCP, middlewares).
+    /// Problems with the task as a whole (TCP, middleware definitions, ignored labels).
     pub problems: Vec<Problem>,
+    /// Problems every router of the task carries: a label that could restrict any of
+    /// them was not understood, so none is served (fail closed).
+    pub router_problems: Vec<Problem>,
     /// The task has `<prefix>.tcp.*` or `<prefix>.udp.*` labels. Like Traefik, a task
     /// that only describes TCP/UDP routing gets no default HTTP router and service.
     pub has_tcp_udp: bool,
@@ -112,8 +132,9 @@ const ROUTER_KEYS: &str =
     "rule, priority, service, entrypoints, tls, retry.attempts, retry.codes, retry.methods";
 /// Settings a service label may name, for messages.
 const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader, \
-     strategy, hash.header, sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
-     healthcheck.{mode,path,service,codes,interval,timeout,healthythreshold,unhealthythreshold}";
+     responseforwarding.flushinterval, strategy, hash.header, \
+     sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], healthcheck.*, outlier.*, \
+     zone.*, tls.*";
 
 /// The part of `key` after `<prefix>.`, when the key starts with it (ASCII
 /// case-insensitive, like Traefik's label decoder).
@@ -132,6 +153,7 @@ pub(crate) fn strip_prefix<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
 pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
     let mut out = TaskLabels::default();
     let mut v1 = V1Labels::default();
+    let mut has_v2 = false;
     for (key, value) in &task.labels {
         let Some(rest) = strip_prefix(key, prefix) else {
             continue;
@@ -139,6 +161,9 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
         let segments: Vec<&str> = rest.split('.').collect();
         let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
         let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+        if matches!(lower.first(), Some(&("http" | "tcp" | "udp"))) {
+            has_v2 = true;
+        }
         match lower.as_slice() {
             ["enable"] => {}
             ["http", "routers", ..] => router_label(&mut out, key, &segments[2..], value),
@@ -151,24 +176,50 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
                 out.problems
                     .push(Problem::at(key, "TCP/UDP routing is not supported"));
             }
+            [first, ..] if other_provider(first, &lower).is_some() => {
+                let provider = other_provider(first, &lower).unwrap_or_default();
+                out.problems.push(Problem::ignored(
+                    key,
+                    format!("ignored: a label of Traefik's {provider}, which means nothing on ECS"),
+                ));
+            }
             _ => {
-                if !v1.take(key, &lower, value, &mut out.problems) {
-                    out.problems.push(Problem::at(
+                if !v1.take(key, &segments, &lower, value, &mut out.problems) {
+                    out.router_problems.push(Problem::at(
                         key,
                         format!(
-                            "unknown label {key:?} (known: {prefix}.enable, \
+                            "unknown label {key:?}: the task's routers are disabled rather \
+                             than served without what it may ask for (known: {prefix}.enable, \
                              {prefix}.http.routers.<name>.<setting>, \
                              {prefix}.http.services.<name>.loadbalancer.<setting>, and v1 \
-                             {prefix}.frontend.rule, frontend.priority, frontend.entryPoints, \
-                             protocol, port, weight, backend)"
+                             {prefix}.frontend.*, backend[.*], port, protocol, weight, domain, \
+                             <segment>.*)"
                         ),
                     ));
                 }
             }
         }
     }
-    super::v1::apply(task, v1, &mut out);
+    super::v1::apply(task, v1, has_v2, &mut out);
     out
+}
+
+/// Which other Traefik provider a label (`lower`, after the prefix) belongs to, if it
+/// is one of theirs: such labels mean nothing on ECS and restrict nothing.
+fn other_provider(first: &str, lower: &[&str]) -> Option<&'static str> {
+    Some(match (first, lower.len()) {
+        ("docker", _) => "Docker provider",
+        ("swarm", _) => "Swarm provider",
+        ("consulcatalog", _) => "Consul Catalog provider",
+        ("nomad", _) => "Nomad provider",
+        ("marathon", _) => "Marathon provider",
+        ("rancher", _) => "Rancher provider",
+        ("mesos", _) => "Mesos provider",
+        ("kubernetes", _) => "Kubernetes provider",
+        ("tags", 1) => "constraints (tags)",
+        ("constraint-label", 1) => "constraints (constraint-label)",
+        _ => return None,
+    })
 }
 
 /// One `<prefix>.http.routers.<name>.<setting…>` label; `rest` starts at `<name>`.

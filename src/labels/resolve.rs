@@ -30,7 +30,8 @@ pub(crate) struct RouterSettings {
 /// must be equal across the tasks that define the service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ServiceSettings {
-    /// Only `true` is supported today (see [`resolve_service`]).
+    /// The client's Host goes to the servers (`true`, the default), or each server's
+    /// own address does.
     pub pass_host_header: bool,
     /// Strategy, stickiness, hashing and health checks.
     pub load_balancer: LoadBalancer,
@@ -75,6 +76,7 @@ pub(crate) fn resolve(task: &Task, prefix: &str, labels: TaskLabels) -> TaskDefs
         mut routers,
         mut services,
         mut problems,
+        router_problems,
         has_tcp_udp,
     } = labels;
     let default_name = task.default_name();
@@ -101,7 +103,9 @@ pub(crate) fn resolve(task: &Task, prefix: &str, labels: TaskLabels) -> TaskDefs
     let routers = routers
         .into_iter()
         .map(|(name, labels)| {
-            resolve_router(task, prefix, &default_name, &service_names, name, labels)
+            let mut def = resolve_router(task, prefix, &default_name, &service_names, name, labels);
+            def.problems.extend(router_problems.iter().cloned());
+            def
         })
         .collect();
     let services = services
@@ -124,10 +128,7 @@ pub(crate) fn take<T>(
     match value.parsed {
         Ok(v) => Some((v, value.label)),
         Err(message) => {
-            problems.push(Problem {
-                label: value.label,
-                message,
-            });
+            problems.push(Problem::from(value.label, message));
             None
         }
     }
@@ -192,10 +193,10 @@ fn resolve_router(
     let tls_label = labels.tls.as_ref().and_then(|v| v.label.clone());
     let tls = match take(labels.tls, &mut problems) {
         Some((false, _)) if !labels.tls_options.is_empty() => {
-            problems.push(Problem {
-                label: tls_label,
-                message: format!("tls is false but {} is set", labels.tls_options.join(", ")),
-            });
+            problems.push(Problem::from(
+                tls_label,
+                format!("tls is false but {} is set", labels.tls_options.join(", ")),
+            ));
             false
         }
         Some((tls, _)) => tls,
@@ -249,28 +250,15 @@ fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabel
         return resolve_weighted(name, labels);
     }
     let mut problems = labels.problems;
-    let pass_host_header = match take(labels.pass_host_header, &mut problems) {
-        Some((false, label)) => {
-            // The proxy always forwards the client's Host; honouring `false` silently
-            // would send requests the owner did not ask for.
-            problems.push(Problem {
-                label,
-                message: "passhostheader=false is not supported: the client's Host header \
-                          is always passed to servers"
-                    .to_string(),
-            });
-            true
-        }
-        _ => true,
-    };
+    let pass_host_header = take(labels.pass_host_header, &mut problems).is_none_or(|(p, _)| p);
     let had_port = labels.port.is_some();
     let port = match take(labels.port, &mut problems) {
         Some((port, label)) => match task.host_port(port) {
             Some(0) => {
-                problems.push(Problem {
+                problems.push(Problem::from(
                     label,
-                    message: format!("container port {port} has no host port yet"),
-                });
+                    format!("container port {port} has no host port yet"),
+                ));
                 None
             }
             Some(host) => Some(host),
@@ -285,9 +273,26 @@ fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabel
     let scheme = take(labels.scheme, &mut problems).map_or(Scheme::Http, |(s, _)| s);
     let weight = take(labels.weight, &mut problems).map_or(1, |(w, _)| w);
     // A bad scheme or weight leaves the server out rather than show made-up values.
+    // The health-check port is a container port too: each task maps it to its own.
+    let health_port = match load_balancer.health_check.as_ref().and_then(|h| h.port) {
+        Some(port) => match task.host_port(port) {
+            Some(0) => {
+                problems.push(Problem::general(format!(
+                    "healthcheck.port: container port {port} has no host port yet"
+                )));
+                None
+            }
+            Some(host) => Some(host),
+            None => Some(port),
+        },
+        None => None,
+    };
     let server = port
         .filter(|_| problems.len() == before)
-        .map(|port| Server::new(SocketAddr::new(task.ip, port), scheme, weight, task));
+        .map(|port| Server {
+            health_port,
+            ..Server::new(SocketAddr::new(task.ip, port), scheme, weight, task)
+        });
     ServiceDef {
         name,
         settings: ServiceSettings {
@@ -309,20 +314,19 @@ fn resolve_weighted(name: String, labels: ServiceLabels) -> ServiceDef {
         labels.weight.as_ref().and_then(|v| v.label.clone()),
     ];
     for label in own.into_iter().flatten() {
-        problems.push(Problem {
-            label: Some(label),
-            message: "a weighted service has no servers of its own: set server settings on \
-                      the services it splits between"
-                .into(),
-        });
+        problems.push(Problem::from(
+            Some(label),
+            "a weighted service has no servers of its own: set server settings on \
+                      the services it splits between",
+        ));
     }
     let mut weighted = Vec::new();
     for (child, value) in labels.weighted {
         if child == name {
-            problems.push(Problem {
-                label: value.label.clone(),
-                message: "a weighted service cannot include itself".into(),
-            });
+            problems.push(Problem::from(
+                value.label.clone(),
+                "a weighted service cannot include itself",
+            ));
         }
         if let Some((weight, _)) = take(Some(value), &mut problems) {
             weighted.push(WeightedService {

@@ -106,7 +106,12 @@ fn summary(config: &DynamicConfig) -> Vec<String> {
         }
         out.push(line);
     }
-    out.extend(config.errors.iter().map(|e| format!("error {e}")));
+    out.extend(
+        config
+            .errors
+            .iter()
+            .map(|e| format!("{} {e}", e.severity.as_str())),
+    );
     out
 }
 
@@ -117,7 +122,7 @@ fn check_invariants(config: &DynamicConfig) {
         let own: Vec<String> = config
             .errors
             .iter()
-            .filter(|e| e.object == ObjectRef::Router(name.clone()))
+            .filter(|e| e.is_error() && e.object == ObjectRef::Router(name.clone()))
             .map(|e| e.to_string())
             .collect();
         assert_eq!(r.errors, own, "router {name}");
@@ -131,7 +136,7 @@ fn check_invariants(config: &DynamicConfig) {
         let own: Vec<String> = config
             .errors
             .iter()
-            .filter(|e| e.object == ObjectRef::Service(name.clone()))
+            .filter(|e| e.is_error() && e.object == ObjectRef::Service(name.clone()))
             .map(|e| e.to_string())
             .collect();
         assert_eq!(s.errors, own, "service {name}");
@@ -740,12 +745,6 @@ fn unsupported_and_unknown_labels() {
             want: vec![
                 "router r (a): PathPrefix(`/`) -> a",
                 "service a (a): http://10.0.0.1:80 @a",
-                "error task \"a\" (task \"a\", label \"traefik.docker.network\"): unknown label \
-                 \"traefik.docker.network\" (known: traefik.enable, \
-                 traefik.http.routers.<name>.<setting>, \
-                 traefik.http.services.<name>.loadbalancer.<setting>, and v1 \
-                 traefik.frontend.rule, frontend.priority, frontend.entryPoints, protocol, port, \
-                 weight, backend)",
                 "error task \"a\" (task \"a\", label \
                  \"traefik.http.middlewares.auth.basicauth.users\"): middlewares are not supported",
                 "error task \"a\" (task \"a\", label \"traefik.tcp.routers.t.rule\"): TCP/UDP \
@@ -753,10 +752,12 @@ fn unsupported_and_unknown_labels() {
                 "error task \"a\" (task \"a\", label \
                  \"traefik.udp.services.u.loadbalancer.server.port\"): TCP/UDP routing is not \
                  supported",
+                "warning task \"a\" (task \"a\", label \"traefik.docker.network\"): ignored: a \
+                 label of Traefik's Docker provider, which means nothing on ECS",
             ],
         },
         Case {
-            name: "unknown service keys",
+            name: "service keys: Traefik options honoured, unknown ones refused",
             opts: opts(),
             tasks: vec![
                 enabled(
@@ -793,35 +794,22 @@ fn unsupported_and_unknown_labels() {
                     )],
                 ),
             ],
+            // passhostheader=false and responseforwarding.flushinterval are Traefik
+            // options gantry honours; an unknown key disables the service.
             want: vec![
-                "router p (c): Host(`c`) -> p DISABLED",
+                "router p (c): Host(`c`) -> p",
                 "router q (d): Host(`d`) -> q",
-                "router s (a): Host(`a`) -> s DISABLED",
+                "router s (a): Host(`a`) -> s",
                 "router w (b): Host(`b`) -> w DISABLED",
-                "service p (c): http://10.0.0.3:80 @c DISABLED",
+                "service p (c): http://10.0.0.3:80 @c",
                 "service q (d): http://10.0.0.4:80 @d",
-                "service s (a): http://10.0.0.1:80 @a DISABLED",
+                "service s (a): http://10.0.0.1:80 @a",
                 "service w (b): http://10.0.0.2:80 @b DISABLED",
-                "error router \"p\" (task \"c\"): service \"p\" is disabled",
-                "error router \"s\" (task \"a\"): service \"s\" is disabled",
                 "error router \"w\" (task \"b\"): service \"w\" is disabled",
-                "error service \"p\" (task \"c\", label \
-                 \"traefik.http.services.p.loadbalancer.passhostheader\"): \
-                 passhostheader=false is not supported: the client's Host header is always \
-                 passed to servers",
-                "error service \"s\" (task \"a\", label \
-                 \"traefik.http.services.s.loadbalancer.responseforwarding.flushinterval\"): \
-                 unknown service label \
-                 \"traefik.http.services.s.loadbalancer.responseforwarding.flushinterval\" \
-                 (load balancer settings: server.port, server.scheme, server.weight, \
-                 passhostheader, strategy, hash.header, \
-                 sticky.cookie[.name|.secure|.httponly|.samesite|.maxage], \
-                 healthcheck.{mode,path,service,codes,interval,timeout,healthythreshold,\
-                 unhealthythreshold})",
                 "error service \"w\" (task \"b\", label \
-                 \"traefik.http.services.w.weighted.services[0].name\"): unknown \
-                 weighted-service label \"traefik.http.services.w.weighted.services[0].name\": \
-                 write <prefix>.http.services.<name>.weighted.services.<service>.weight=<n>",
+                 \"traefik.http.services.w.weighted.services[0].name\"): unknown weighted-service \
+                 label \"traefik.http.services.w.weighted.services[0].name\": write \
+                 <prefix>.http.services.<name>.weighted.services.<service>.weight=<n>",
             ],
         },
     ]);
@@ -862,7 +850,7 @@ fn v1_labels() {
             ],
         },
         Case {
-            name: "v2 labels win over v1 for the same names",
+            name: "a task with v2 labels is read as v2 only, as Traefik v2 reads it",
             opts: opts(),
             tasks: vec![enabled(
                 "a",
@@ -878,8 +866,16 @@ fn v1_labels() {
                 ],
             )],
             want: vec![
-                "router a (a): PathPrefix(`/v2`) -> a prio=50",
-                "service a (a): h2c://10.0.0.1:9000 @a",
+                "router a (a): PathPrefix(`/v2`) -> a",
+                "service a (a): http://10.0.0.1:9000 @a",
+                "warning task \"a\" (task \"a\", label \"traefik.frontend.priority\"): ignored: a \
+                 Traefik v1 label on a task that has v2 labels (Traefik v2 reads only those)",
+                "warning task \"a\" (task \"a\", label \"traefik.frontend.rule\"): ignored: a \
+                 Traefik v1 label on a task that has v2 labels (Traefik v2 reads only those)",
+                "warning task \"a\" (task \"a\", label \"traefik.port\"): ignored: a \
+                 Traefik v1 label on a task that has v2 labels (Traefik v2 reads only those)",
+                "warning task \"a\" (task \"a\", label \"traefik.protocol\"): ignored: a \
+                 Traefik v1 label on a task that has v2 labels (Traefik v2 reads only those)",
             ],
         },
         Case {

@@ -1,136 +1,585 @@
-//! Traefik 1.x labels, translated into the v2 settings they stand for.
+//! Traefik 1.x labels, read the way Traefik 1.7's ECS provider read them.
 //!
-//! Tasks migrated from Traefik 1 still carry `<prefix>.frontend.rule`,
-//! `<prefix>.frontend.priority`, `<prefix>.frontend.entryPoints`, `<prefix>.protocol`,
-//! `<prefix>.port`, `<prefix>.weight` and `<prefix>.backend`. They describe one service
-//! named by `backend` (default: the task's default name) and, when a `frontend.*` label
-//! is present, one router of the same name pointing at it.
+//! A task migrated from Traefik 1 carries `<prefix>.frontend.*`, `<prefix>.backend[.*]`,
+//! `<prefix>.port`, `<prefix>.protocol`, `<prefix>.weight` and `<prefix>.domain`, and
+//! perhaps *segments*: `<prefix>.<segment>.{port,protocol,weight,backend,frontend.*}`.
+//! What Traefik 1.7 built from them, and so what is built here:
+//! - without segments, one frontend (a router) and one backend (a service), both named
+//!   after `backend` (default: the task's name). The frontend exists even without
+//!   `frontend.*` labels, with the default rule `Host:<name>[.<domain>]`;
+//! - with segments, one frontend and one backend per segment, and no default one. The
+//!   task-wide labels are each segment's defaults. A segment's backend is
+//!   `<name>-<segment>`, or `<name>-<backend>` when it sets `backend`; its frontend is
+//!   `<segment>-<backend name>`;
+//! - `backend.*` settings (health check, load-balancing method, stickiness) apply to
+//!   every backend of the task; blank values are ignored, as Traefik 1 ignored them.
 //!
-//! v2 labels for the same router or service win field by field, so a task can be
-//! migrated one label at a time. A v1 value that a v2 label overrides is not in effect,
-//! so it is not reported even if it is invalid.
+//! Traefik v2 reads no v1 label. So a task with any v2 label (`<prefix>.http.*`,
+//! `tcp.*`, `udp.*`) is read as v2 only, and its v1 labels are listed as ignored
+//! warnings, with one exception that fails closed (below).
+//!
+//! **Fail closed.** What v2 calls middlewares (auth, IP allow lists, redirects,
+//! headers, rate limits, error pages, client-certificate forwarding) and the backend's
+//! protections (circuit breaker, connection limit, buffering) are not implemented
+//! yet. A v1 label asking for one disables the router (or service) it is about, with
+//! an error naming the label, rather than let it serve with less protection than its
+//! owner asked for; so does a `frontend.*` label gantry does not know. A label that
+//! asks for nothing (a whitelist's `useXForwardedFor` without a `sourceRange`, an
+//! empty value) is a warning, since Traefik 1 built nothing from it. On a task read as
+//! v2, a v1 label that would restrict access still disables the task's routers: its
+//! owner meant the service to be protected, and v2 labels must say so.
 
-use crate::provider::Task;
+use std::collections::BTreeMap;
+
+use crate::provider::{normalize, Task};
 
 use super::parse::{self, Problem, RouterLabels, ServiceLabels, TaskLabels, Value};
 
 /// A v1 label: its key as written and its value.
 type Raw = Option<(String, String)>;
 
-/// The v1 labels of one task, as found; parsed by [`apply`].
-#[derive(Debug, Default)]
-pub(crate) struct V1Labels {
+/// What a v1 label asks for that gantry does not implement yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Feature {
+    BasicAuth,
+    DigestAuth,
+    ForwardAuth,
+    AllowList,
+    Redirect,
+    Headers,
+    RateLimit,
+    ErrorPages,
+    ClientCert,
+    CircuitBreaker,
+    MaxConn,
+    Buffering,
+    PortIndex,
+    UnknownFrontend,
+    UnknownBackend,
+}
+
+impl Feature {
+    /// What it is, and what stands for it in v2, for messages.
+    fn what(self) -> &'static str {
+        match self {
+            Feature::BasicAuth => "basic authentication (v2: the basicauth middleware)",
+            Feature::DigestAuth => "digest authentication (v2: the digestauth middleware)",
+            Feature::ForwardAuth => "forward authentication (v2: the forwardauth middleware)",
+            Feature::AllowList => "an IP allow list (v2: the ipallowlist middleware)",
+            Feature::Redirect => "a redirect (v2: the redirectscheme/redirectregex middlewares)",
+            Feature::Headers => "security and custom headers (v2: the headers middleware)",
+            Feature::RateLimit => "a rate limit (v2: the ratelimit middleware)",
+            Feature::ErrorPages => "custom error pages (v2: the errors middleware)",
+            Feature::ClientCert => {
+                "client certificate forwarding (v2: the passtlsclientcert middleware)"
+            }
+            Feature::CircuitBreaker => "a circuit breaker (v2: the circuitbreaker middleware)",
+            Feature::MaxConn => "a connection limit (v2: the inflightreq middleware)",
+            Feature::Buffering => "request buffering (v2: the buffering middleware)",
+            Feature::PortIndex => "a port by index (set the port instead)",
+            Feature::UnknownFrontend => "a frontend setting gantry does not know",
+            Feature::UnknownBackend => "a backend setting gantry does not know",
+        }
+    }
+
+    /// Whether serving without it could let through what its owner meant to keep out.
+    fn restricts(self) -> bool {
+        !matches!(
+            self,
+            Feature::ErrorPages | Feature::ClientCert | Feature::PortIndex
+        )
+    }
+
+    /// Whether it is about the backend (service) rather than the frontend (router).
+    fn on_service(self) -> bool {
+        matches!(
+            self,
+            Feature::CircuitBreaker
+                | Feature::MaxConn
+                | Feature::Buffering
+                | Feature::PortIndex
+                | Feature::UnknownBackend
+        )
+    }
+
+    /// The feature of a `frontend.<rest>` label (`rest` lower-cased), if it is one.
+    fn of_frontend(rest: &[&str]) -> Feature {
+        match rest {
+            ["auth", "digest", ..] => Feature::DigestAuth,
+            ["auth", "forward", ..] => Feature::ForwardAuth,
+            ["auth", ..] => Feature::BasicAuth,
+            ["whitelist", ..] | ["whitelistsourcerange"] => Feature::AllowList,
+            ["redirect", ..] => Feature::Redirect,
+            ["headers", ..] => Feature::Headers,
+            ["ratelimit", ..] => Feature::RateLimit,
+            ["errors", ..] => Feature::ErrorPages,
+            ["passtlscert"] | ["passtlsclientcert", ..] => Feature::ClientCert,
+            _ => Feature::UnknownFrontend,
+        }
+    }
+
+    /// Whether a label of this feature asks for it by itself (`rest` lower-cased after
+    /// `frontend.` or `backend.`), rather than only modifying it: Traefik 1 built no
+    /// allow list from `whiteList.useXForwardedFor` alone, no auth from `removeHeader`.
+    fn asks(self, rest: &[&str], value: &str) -> bool {
+        let on = || parse::parse_bool(value).unwrap_or(true);
+        match self {
+            Feature::BasicAuth => {
+                matches!(
+                    rest,
+                    ["auth", "basic"] | ["auth", "basic", "users" | "usersfile"]
+                )
+            }
+            Feature::DigestAuth => matches!(rest, ["auth", "digest", "users" | "usersfile"]),
+            Feature::ForwardAuth => matches!(rest, ["auth", "forward", "address"]),
+            Feature::AllowList => matches!(
+                rest,
+                ["whitelist", "sourcerange"] | ["whitelistsourcerange"]
+            ),
+            Feature::Redirect => {
+                matches!(rest, ["redirect", "entrypoint" | "regex" | "replacement"])
+            }
+            Feature::RateLimit => matches!(rest, ["ratelimit", "rateset", ..]),
+            Feature::Headers | Feature::ClientCert => on() && value.trim() != "0",
+            Feature::CircuitBreaker => matches!(rest, ["circuitbreaker", "expression"]),
+            Feature::MaxConn => matches!(rest, ["maxconn", "amount"]),
+            Feature::Buffering => on() && value.trim() != "0",
+            Feature::ErrorPages
+            | Feature::PortIndex
+            | Feature::UnknownFrontend
+            | Feature::UnknownBackend => true,
+        }
+    }
+}
+
+/// A v1 label asking for something gantry does not implement.
+#[derive(Debug, Clone)]
+struct Refused {
+    key: String,
+    feature: Feature,
+    /// Whether this label asks for the feature by itself (see [`Feature::asks`]).
+    asks: bool,
+}
+
+/// The labels of one segment (or of the task itself, the defaults of every segment).
+#[derive(Debug, Default, Clone)]
+struct Segment {
     frontend_rule: Raw,
     frontend_priority: Raw,
     frontend_entry_points: Raw,
-    protocol: Raw,
+    pass_host_header: Raw,
     port: Raw,
+    protocol: Raw,
     weight: Raw,
     backend: Raw,
+    refused: Vec<Refused>,
 }
 
-impl V1Labels {
-    /// Keeps `key` if it is a v1 label (`lower` is its part after the prefix, split on
-    /// dots and lowercased); returns whether it was one.
-    pub(crate) fn take(
-        &mut self,
-        key: &str,
-        lower: &[&str],
-        value: &str,
-        problems: &mut Vec<Problem>,
-    ) -> bool {
+impl Segment {
+    /// Fills what this segment leaves unset from the task-wide labels.
+    fn with_defaults(mut self, main: &Segment) -> Segment {
+        for (slot, default) in [
+            (&mut self.frontend_rule, &main.frontend_rule),
+            (&mut self.frontend_priority, &main.frontend_priority),
+            (&mut self.frontend_entry_points, &main.frontend_entry_points),
+            (&mut self.pass_host_header, &main.pass_host_header),
+            (&mut self.port, &main.port),
+            (&mut self.protocol, &main.protocol),
+            (&mut self.weight, &main.weight),
+            (&mut self.backend, &main.backend),
+        ] {
+            if slot.is_none() {
+                slot.clone_from(default);
+            }
+        }
+        self.refused.extend(main.refused.iter().cloned());
+        self
+    }
+
+    /// Takes one setting of this segment (`lower` after `<prefix>.[<segment>.]`).
+    fn take(&mut self, key: &str, lower: &[&str], value: &str) -> Option<Problem> {
         let slot = match lower {
             ["frontend", "rule"] => &mut self.frontend_rule,
             ["frontend", "priority"] => &mut self.frontend_priority,
             ["frontend", "entrypoints"] => &mut self.frontend_entry_points,
-            ["protocol"] => &mut self.protocol,
+            ["frontend", "passhostheader"] => &mut self.pass_host_header,
+            ["frontend", rest @ ..] => {
+                let feature = Feature::of_frontend(rest);
+                let asks = feature.asks(rest, value);
+                self.refused.push(Refused {
+                    key: key.to_string(),
+                    feature,
+                    asks,
+                });
+                return None;
+            }
             ["port"] => &mut self.port,
+            ["protocol"] => &mut self.protocol,
             ["weight"] => &mut self.weight,
             ["backend"] => &mut self.backend,
-            _ => return false,
+            ["portindex"] => {
+                self.refused.push(Refused {
+                    key: key.to_string(),
+                    feature: Feature::PortIndex,
+                    asks: true,
+                });
+                return None;
+            }
+            _ => return None,
         };
         match slot {
-            Some((first, _)) => problems.push(Problem::at(
+            Some((first, _)) => Some(Problem::at(
                 key,
                 format!("set twice: also set by label {first:?}"),
             )),
-            None => *slot = Some((key.to_string(), value.to_string())),
+            None => {
+                *slot = Some((key.to_string(), value.to_string()));
+                None
+            }
         }
-        true
-    }
-
-    fn is_empty(&self) -> bool {
-        [
-            &self.frontend_rule,
-            &self.frontend_priority,
-            &self.frontend_entry_points,
-            &self.protocol,
-            &self.port,
-            &self.weight,
-            &self.backend,
-        ]
-        .iter()
-        .all(|raw| raw.is_none())
     }
 }
 
-/// Translates `v1` and folds it under the v2 settings already in `out`.
-pub(crate) fn apply(task: &Task, v1: V1Labels, out: &mut TaskLabels) {
+/// `backend.*` settings, which apply to every backend of the task.
+#[derive(Debug, Default)]
+struct Backend {
+    /// Translated into v2 load-balancer settings: (label, setting path after
+    /// `loadbalancer.`, value).
+    settings: Vec<(String, Vec<String>, String)>,
+    refused: Vec<Refused>,
+}
+
+/// The v1 labels of one task, as found; turned into routers and services by [`apply`].
+#[derive(Debug, Default)]
+pub(crate) struct V1Labels {
+    main: Segment,
+    segments: BTreeMap<String, Segment>,
+    domain: Raw,
+    backend: Backend,
+    /// Every v1 label seen, for the warnings when the task is read as v2.
+    seen: Vec<String>,
+    /// Labels that were ignored whatever the task is (blank values, Swarm's balancer).
+    ignored: Vec<Problem>,
+}
+
+/// Whether `lower` (after `<prefix>.<segment>.`) is a property a segment may have.
+fn is_segment_property(lower: &[&str]) -> bool {
+    matches!(
+        lower,
+        ["port" | "portindex" | "weight" | "protocol" | "backend"] | ["frontend", _, ..]
+    )
+}
+
+impl V1Labels {
+    /// Keeps `key` if it is a v1 label; returns whether it was one. `orig` is the key's
+    /// part after the prefix split on dots, `lower` the same lower-cased.
+    pub(crate) fn take(
+        &mut self,
+        key: &str,
+        orig: &[&str],
+        lower: &[&str],
+        value: &str,
+        problems: &mut Vec<Problem>,
+    ) -> bool {
+        match lower {
+            ["frontend", _, ..] | ["port" | "portindex" | "protocol" | "weight" | "backend"] => {
+                self.segment_take(None, key, lower, value, problems)
+            }
+            ["domain"] => {
+                if let Some((first, _)) = &self.domain {
+                    problems.push(Problem::at(
+                        key,
+                        format!("set twice: also set by label {first:?}"),
+                    ));
+                } else {
+                    self.domain = Some((key.to_string(), value.to_string()));
+                }
+            }
+            ["backend", rest @ ..] => self.backend_take(key, rest, value),
+            // `traefik.<segment>.<property>`: the shortest segment name that leaves a
+            // segment property, as Traefik 1's segment pattern matches.
+            _ => {
+                let Some(split) = (1..lower.len()).find(|&i| is_segment_property(&lower[i..]))
+                else {
+                    return false;
+                };
+                let name = orig[..split].join(".");
+                self.segment_take(Some(name), key, &lower[split..], value, problems)
+            }
+        }
+        self.seen.push(key.to_string());
+        true
+    }
+
+    fn segment_take(
+        &mut self,
+        segment: Option<String>,
+        key: &str,
+        lower: &[&str],
+        value: &str,
+        problems: &mut Vec<Problem>,
+    ) {
+        if value.trim().is_empty() {
+            self.ignored.push(Problem::ignored(
+                key,
+                "empty value: ignored, as Traefik v1 ignores it",
+            ));
+            return;
+        }
+        let target = match segment {
+            Some(name) => self.segments.entry(name).or_default(),
+            None => &mut self.main,
+        };
+        if let Some(problem) = target.take(key, lower, value) {
+            problems.push(problem);
+        }
+    }
+
+    /// One `backend.<rest>` setting.
+    fn backend_take(&mut self, key: &str, rest: &[&str], value: &str) {
+        if value.trim().is_empty() {
+            self.ignored.push(Problem::ignored(
+                key,
+                "empty value: ignored, as Traefik v1 ignores it",
+            ));
+            return;
+        }
+        let setting = |path: &[&str]| path.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut add = |path: &[&str], value: &str| {
+            self.backend
+                .settings
+                .push((key.to_string(), setting(path), value.to_string()));
+        };
+        match rest {
+            ["healthcheck", "path" | "port" | "interval" | "timeout" | "scheme" | "hostname"] => {
+                add(rest, value)
+            }
+            // `Name:value||Name:value`, as Traefik 1 wrote maps in labels.
+            ["healthcheck", "headers"] => {
+                for pair in value.split("||") {
+                    match pair.split_once(':') {
+                        Some((name, v)) if !name.trim().is_empty() => add(
+                            &["healthcheck", "headers", &name.trim().to_ascii_lowercase()],
+                            v.trim(),
+                        ),
+                        _ => self.backend.refused.push(Refused {
+                            key: key.to_string(),
+                            feature: Feature::UnknownBackend,
+                            asks: true,
+                        }),
+                    }
+                }
+            }
+            ["loadbalancer", "method"] => {
+                // Traefik 1's drr (dynamic round robin) shifts weight to faster servers;
+                // p2c over peak-EWMA latency is gantry's way of doing the same.
+                let strategy = match value.trim().to_ascii_lowercase().as_str() {
+                    "drr" => "p2c".to_string(),
+                    other => other.to_string(),
+                };
+                add(&["strategy"], &strategy)
+            }
+            ["loadbalancer", "stickiness" | "sticky"] => add(&["sticky", "cookie"], value),
+            ["loadbalancer", "stickiness", "cookiename"] => {
+                add(&["sticky", "cookie", "name"], value)
+            }
+            ["responseforwarding", "flushinterval"] => add(rest, value),
+            ["loadbalancer", "swarm"] => self.ignored.push(Problem::ignored(
+                key,
+                "a Docker Swarm setting: it means nothing on ECS, ignored",
+            )),
+            _ => {
+                let feature = match rest {
+                    ["circuitbreaker", ..] => Feature::CircuitBreaker,
+                    ["maxconn", ..] => Feature::MaxConn,
+                    ["buffering", ..] => Feature::Buffering,
+                    _ => Feature::UnknownBackend,
+                };
+                let asks = feature.asks(rest, value);
+                self.backend.refused.push(Refused {
+                    key: key.to_string(),
+                    feature,
+                    asks,
+                });
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// Turns `v1` into routers and services in `out`. `has_v2`: the task has v2 labels, so
+/// its v1 labels are not read (see the module's documentation).
+pub(crate) fn apply(task: &Task, v1: V1Labels, has_v2: bool, out: &mut TaskLabels) {
+    out.problems.extend(v1.ignored.iter().cloned());
     if v1.is_empty() {
         return;
     }
-    let backend = match &v1.backend {
-        Some((key, value)) => match parse::parse_name(value) {
-            Ok(name) => name,
-            Err(message) => {
-                out.problems.push(Problem::at(key, message));
-                task.default_name()
-            }
-        },
-        None => task.default_name(),
-    };
-    if backend.is_empty() {
+    if has_v2 {
+        ignore_for_v2(v1, out);
+        return;
+    }
+    let name = task.default_name();
+    if name.is_empty() {
         // Only for a task whose id has no letter or digit: nothing to name objects after.
         out.problems.push(Problem::general(
-            "v1 labels ignored: no backend label and the task has no default name",
+            "v1 labels ignored: the task has no name to give its frontend and backend",
         ));
         return;
     }
+    let segments: Vec<(Option<String>, Segment)> = if v1.segments.is_empty() {
+        vec![(None, v1.main.clone())]
+    } else {
+        v1.segments
+            .iter()
+            .map(|(n, s)| (Some(n.clone()), s.clone().with_defaults(&v1.main)))
+            .collect()
+    };
+    for (segment, labels) in segments {
+        build_segment(&name, segment.as_deref(), labels, &v1, out);
+    }
+}
 
-    let service = ServiceLabels {
-        port: value(&v1.port, parse::parse_port),
-        scheme: value(&v1.protocol, |s| {
+/// The frontend and backend of one segment (`None`: the task's only ones).
+fn build_segment(
+    name: &str,
+    segment: Option<&str>,
+    labels: Segment,
+    v1: &V1Labels,
+    out: &mut TaskLabels,
+) {
+    let backend_label = labels.backend.as_ref().map(|(key, _)| key.clone());
+    let backend = match (&labels.backend, segment) {
+        (Some((_, b)), None) => normalize(b),
+        (Some((_, b)), Some(_)) => normalize(&format!("{name}-{b}")),
+        (None, Some(s)) => normalize(&format!("{name}-{s}")),
+        (None, None) => name.to_string(),
+    };
+    let frontend = match segment {
+        Some(s) => normalize(&format!("{s}-{backend}")),
+        None => backend.clone(),
+    };
+
+    let mut service = ServiceLabels {
+        port: value(&labels.port, parse::parse_port),
+        scheme: value(&labels.protocol, |s| {
             parse::parse_scheme(s)
                 .map_err(|_| format!("invalid protocol {s:?}: expected http, h2c or https"))
         }),
-        weight: value(&v1.weight, parse::parse_weight),
-        pass_host_header: None,
-        balancing: Default::default(),
-        weighted: Default::default(),
-        problems: Vec::new(),
+        weight: value(&labels.weight, parse::parse_weight),
+        pass_host_header: value(&labels.pass_host_header, parse::parse_bool),
+        ..ServiceLabels::default()
     };
+    for (key, path, value) in &v1.backend.settings {
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        service
+            .balancing
+            .add(key, &path, value, &mut service.problems);
+    }
+    let refused = labels.refused.iter().chain(&v1.backend.refused);
+    let mut router_problems = Vec::new();
+    for r in refused {
+        if !r.asks {
+            out.problems.push(Problem::ignored(
+                &r.key,
+                format!(
+                    "has no effect on its own: Traefik v1 builds no {} from it",
+                    short(r.feature)
+                ),
+            ));
+            continue;
+        }
+        let (object, list) = if r.feature.on_service() {
+            ("service", &mut service.problems)
+        } else {
+            ("router", &mut router_problems)
+        };
+        list.push(Problem::at(
+            &r.key,
+            format!(
+                "Traefik v1 label for {}, which gantry does not implement yet: the {object} \
+                 is disabled rather than served without it",
+                r.feature.what()
+            ),
+        ));
+    }
     merge_service(out.services.entry(backend.clone()).or_default(), service);
 
-    let has_frontend = v1.frontend_rule.is_some()
-        || v1.frontend_priority.is_some()
-        || v1.frontend_entry_points.is_some();
-    if has_frontend {
-        let router = RouterLabels {
-            rule: value(&v1.frontend_rule, translate),
-            priority: value(&v1.frontend_priority, parse::parse_priority),
-            // A v1 frontend always points at its own backend.
-            service: Some(Value {
-                label: v1.backend.as_ref().map(|(key, _)| key.clone()),
-                parsed: Ok(backend.clone()),
-            }),
-            entry_points: value(&v1.frontend_entry_points, parse::parse_entry_points),
-            tls: None,
-            tls_options: Vec::new(),
-            problems: Vec::new(),
-            ..RouterLabels::default()
-        };
-        merge_router(out.routers.entry(backend).or_default(), router);
+    let rule = match &labels.frontend_rule {
+        Some((key, v)) => Value::from_label(key, translate(v)),
+        // Traefik 1's default rule: the name, lower-cased, under the domain if any.
+        None => {
+            let host = name.to_ascii_lowercase().replace('_', "-");
+            let host = match &v1.domain {
+                Some((_, d)) if !d.trim().is_empty() => {
+                    format!("{host}.{}", d.trim().trim_start_matches('.'))
+                }
+                _ => host,
+            };
+            Value {
+                label: None,
+                parsed: translate(&format!("Host:{host}")),
+            }
+        }
+    };
+    let router = RouterLabels {
+        rule: Some(rule),
+        priority: value(&labels.frontend_priority, parse::parse_priority),
+        // A v1 frontend always points at its own backend.
+        service: Some(Value {
+            label: backend_label,
+            parsed: Ok(backend),
+        }),
+        entry_points: value(&labels.frontend_entry_points, parse::parse_entry_points),
+        problems: router_problems,
+        ..RouterLabels::default()
+    };
+    let dst = out.routers.entry(frontend).or_default();
+    fill(&mut dst.rule, router.rule);
+    fill(&mut dst.priority, router.priority);
+    fill(&mut dst.service, router.service);
+    fill(&mut dst.entry_points, router.entry_points);
+    dst.problems.extend(router.problems);
+}
+
+/// On a task read as v2: every v1 label is a warning, but one that would restrict
+/// access disables the task's routers.
+fn ignore_for_v2(v1: V1Labels, out: &mut TaskLabels) {
+    let restricting: BTreeMap<&str, &Refused> = v1
+        .main
+        .refused
+        .iter()
+        .chain(v1.segments.values().flat_map(|s| &s.refused))
+        .chain(&v1.backend.refused)
+        .filter(|r| r.asks && r.feature.restricts())
+        .map(|r| (r.key.as_str(), r))
+        .collect();
+    for key in &v1.seen {
+        match restricting.get(key.as_str()) {
+            Some(r) => out.router_problems.push(Problem::at(
+                key,
+                format!(
+                    "Traefik v1 label for {} on a task read as v2 (it has v2 labels, and \
+                     Traefik v2 ignores v1 ones): the task's routers are disabled rather than \
+                     served without it; say it with a v2 middleware, or remove the label",
+                    r.feature.what()
+                ),
+            )),
+            None => out.problems.push(Problem::ignored(
+                key,
+                "ignored: a Traefik v1 label on a task that has v2 labels (Traefik v2 reads \
+                 only those)",
+            )),
+        }
     }
+}
+
+/// A feature's name without its v2 equivalent, for the "no effect" warnings.
+fn short(feature: Feature) -> &'static str {
+    let what = feature.what();
+    what.split(" (").next().unwrap_or(what)
 }
 
 /// Parses a v1 label's value, remembering which label it came from.
@@ -145,23 +594,21 @@ fn translate(value: &str) -> Result<String, String> {
     crate::rules::translate_v1(&rule).map_err(|e| format!("invalid v1 rule: {e}"))
 }
 
-/// Fills the fields `dst` (from v2 labels) leaves unset with the v1 ones.
-fn merge_router(dst: &mut RouterLabels, v1: RouterLabels) {
-    fill(&mut dst.rule, v1.rule);
-    fill(&mut dst.priority, v1.priority);
-    fill(&mut dst.service, v1.service);
-    fill(&mut dst.entry_points, v1.entry_points);
-    fill(&mut dst.tls, v1.tls);
-    dst.problems.extend(v1.problems);
-}
-
-/// Fills the fields `dst` (from v2 labels) leaves unset with the v1 ones.
+/// Fills the fields `dst` leaves unset (two segments sharing a backend: the first
+/// one's settings).
 fn merge_service(dst: &mut ServiceLabels, v1: ServiceLabels) {
     fill(&mut dst.port, v1.port);
     fill(&mut dst.scheme, v1.scheme);
     fill(&mut dst.weight, v1.weight);
     fill(&mut dst.pass_host_header, v1.pass_host_header);
-    dst.problems.extend(v1.problems);
+    if dst.balancing == Default::default() {
+        dst.balancing = v1.balancing;
+    }
+    for p in v1.problems {
+        if !dst.problems.contains(&p) {
+            dst.problems.push(p);
+        }
+    }
 }
 
 fn fill<T>(dst: &mut Option<T>, v1: Option<T>) {
@@ -171,116 +618,4 @@ fn fill<T>(dst: &mut Option<T>, v1: Option<T>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dynamic::Scheme;
-    use crate::labels::tests::task;
-
-    fn parsed(labels: &[(&str, &str)]) -> TaskLabels {
-        let t = task("t1", &[80], labels);
-        parse::parse_task(&t, "traefik")
-    }
-
-    #[test]
-    fn every_v1_key_is_translated() {
-        let got = parsed(&[
-            ("traefik.frontend.rule", "Host:a.com"),
-            ("traefik.frontend.priority", "7"),
-            ("traefik.frontend.entryPoints", "web,websecure"),
-            ("traefik.protocol", "h2c"),
-            ("traefik.port", "9000"),
-            ("traefik.weight", "3"),
-            ("traefik.backend", "api"),
-        ]);
-        assert!(got.problems.is_empty(), "{:?}", got.problems);
-        let service = &got.services["api"];
-        assert_eq!(service.port.as_ref().unwrap().parsed, Ok(9000));
-        assert_eq!(
-            service.port.as_ref().unwrap().label.as_deref(),
-            Some("traefik.port")
-        );
-        assert_eq!(service.scheme.as_ref().unwrap().parsed, Ok(Scheme::H2c));
-        assert_eq!(service.weight.as_ref().unwrap().parsed, Ok(3));
-        let router = &got.routers["api"];
-        assert_eq!(
-            router.rule.as_ref().unwrap().parsed,
-            crate::rules::translate_v1("Host:a.com").map_err(|e| e.to_string())
-        );
-        assert_eq!(router.priority.as_ref().unwrap().parsed, Ok(7));
-        assert_eq!(
-            router.service.as_ref().unwrap().parsed,
-            Ok("api".to_string())
-        );
-        assert_eq!(
-            router.entry_points.as_ref().unwrap().parsed,
-            Ok(vec!["web".to_string(), "websecure".to_string()])
-        );
-    }
-
-    #[test]
-    fn v1_keys_match_in_any_case() {
-        let got = parsed(&[
-            ("traefik.Frontend.EntryPoints", "web"),
-            ("traefik.PORT", "81"),
-        ]);
-        assert!(got.problems.is_empty(), "{:?}", got.problems);
-        let name = task("t1", &[], &[]).default_name();
-        assert!(got.routers[&name].entry_points.is_some());
-        assert_eq!(got.services[&name].port.as_ref().unwrap().parsed, Ok(81));
-    }
-
-    #[test]
-    fn v2_wins_field_by_field_and_hides_overridden_v1_errors() {
-        let got = parsed(&[
-            ("traefik.backend", "api"),
-            ("traefik.port", "not-a-port"),
-            ("traefik.protocol", "h2c"),
-            ("traefik.frontend.rule", "Host:a.com"),
-            ("traefik.frontend.priority", "3"),
-            ("traefik.http.services.api.loadbalancer.server.port", "8080"),
-            ("traefik.http.routers.api.rule", "PathPrefix(`/v2`)"),
-        ]);
-        let service = &got.services["api"];
-        assert_eq!(service.port.as_ref().unwrap().parsed, Ok(8080));
-        assert_eq!(service.scheme.as_ref().unwrap().parsed, Ok(Scheme::H2c));
-        let router = &got.routers["api"];
-        assert_eq!(
-            router.rule.as_ref().unwrap().parsed,
-            Ok("PathPrefix(`/v2`)".to_string())
-        );
-        assert_eq!(router.priority.as_ref().unwrap().parsed, Ok(3));
-    }
-
-    #[test]
-    fn service_only_without_frontend_labels() {
-        let got = parsed(&[("traefik.port", "81")]);
-        assert!(got.routers.is_empty());
-        assert_eq!(got.services.len(), 1);
-    }
-
-    #[test]
-    fn bad_v1_values_stay_in_their_slots() {
-        let got = parsed(&[
-            ("traefik.protocol", "ftp"),
-            ("traefik.weight", "-2"),
-            ("traefik.frontend.priority", "x"),
-            ("traefik.backend", " "),
-        ]);
-        // An empty backend is the task's problem; the default name is used instead.
-        assert_eq!(got.problems.len(), 1);
-        assert_eq!(got.problems[0].label.as_deref(), Some("traefik.backend"));
-        let name = task("t1", &[], &[]).default_name();
-        let service = &got.services[&name];
-        assert_eq!(
-            service.scheme.as_ref().unwrap().parsed,
-            Err("invalid protocol \"ftp\": expected http, h2c or https".to_string())
-        );
-        assert!(service.weight.as_ref().unwrap().parsed.is_err());
-        assert!(got.routers[&name]
-            .priority
-            .as_ref()
-            .unwrap()
-            .parsed
-            .is_err());
-    }
-}
+mod tests;
