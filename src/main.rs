@@ -30,11 +30,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build the routing configuration once from every provider, print routers,
-    /// services, servers and every error; exit 1 if there is any error.
+    /// services, servers, every error and every warning (ignored labels). Exit 0:
+    /// no error (warnings allowed); 1: label or provider errors; 2: the config file
+    /// itself is unusable.
     Check {
         /// Print the configuration as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Fail (exit 1) on warnings too: labels that were ignored.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = gantry::config::load(&cli.config)?;
     match cli.command {
-        Some(Command::Check { json }) => {
+        Some(Command::Check { json, strict }) => {
             gantry::app::check_files(&loaded).map_err(|e| anyhow::anyhow!(e))?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -64,7 +69,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", render(&config));
             }
-            Ok(if config.errors.is_empty() {
+            let failing = config.error_count() + if strict { config.warning_count() } else { 0 };
+            Ok(if failing == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -143,8 +149,16 @@ fn render(config: &DynamicConfig) -> String {
             );
         }
     }
-    let _ = writeln!(out, "errors ({}):", config.errors.len());
-    for e in &config.errors {
+    let _ = writeln!(out, "errors ({}):", config.error_count());
+    for e in config.errors.iter().filter(|e| e.is_error()) {
+        let _ = writeln!(out, "  {e}");
+    }
+    let _ = writeln!(
+        out,
+        "warnings ({}): labels ignored, nothing disabled",
+        config.warning_count()
+    );
+    for e in config.errors.iter().filter(|e| !e.is_error()) {
         let _ = writeln!(out, "  {e}");
     }
     out

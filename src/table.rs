@@ -49,6 +49,9 @@ pub struct ServiceEntry {
     pub stats: Arc<CallStats>,
     /// Bounds retries of calls no server saw (carried across rebuilds by name).
     pub retry: Arc<RetryBudget>,
+    /// The client's Host goes to the servers (`passhostheader`); else each server's
+    /// address does.
+    pub pass_host: bool,
 }
 
 /// A server that left the table with calls still in flight: it gets no new calls;
@@ -211,6 +214,7 @@ impl RoutingTable {
                 split: None,
                 stats,
                 retry,
+                pass_host: svc.pass_host_header,
             });
         }
         // Splits refer to services by index, known once all are in place.

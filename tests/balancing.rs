@@ -271,3 +271,133 @@ async fn call_check_accepts_the_configured_codes() {
     assert_eq!(svc["loadBalancer"]["healthCheck"]["mode"], "call");
     assert_eq!(svc["loadBalancer"]["healthCheck"]["codes"], "0");
 }
+
+/// A plain HTTP/1.1 readiness endpoint, apart from the gRPC port: every request is
+/// answered with `status`; `seen` counts the requests that carried `x-probe: gantry`.
+struct Readiness {
+    addr: std::net::SocketAddr,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Readiness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn readiness() -> Readiness {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let status = Arc::new(AtomicU16::new(200));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (status2, seen2) = (status.clone(), seen.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (status, seen) = (status2.clone(), seen2.clone());
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    if req.uri().path() == "/ready"
+                        && req.headers().get("x-probe").is_some_and(|v| v == "gantry")
+                    {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let code = status.load(Ordering::SeqCst);
+                    async move {
+                        http::Response::builder()
+                            .status(code)
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Readiness {
+        addr,
+        status,
+        seen,
+        task,
+    }
+}
+
+/// ECS bridge mode: the task's gRPC container port 50051 and its readiness port 8081
+/// are published on dynamic host ports; `healthcheck.port=8081` probes the readiness
+/// port's host port over HTTP/1.1 with the configured header.
+fn bridge_task(id: &str, backend: &Backend, ready: &Readiness) -> String {
+    format!(
+        r#"
+[[task]]
+id = "{id}"
+ip = "127.0.0.1"
+ports = [{{ container = 50051, host = {grpc} }}, {{ container = 8081, host = {health} }}]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.echo.rule" = "{rule}"
+"traefik.http.services.echo.loadbalancer.server.port" = "50051"
+"traefik.http.services.echo.loadbalancer.server.scheme" = "h2c"
+"traefik.http.services.echo.loadbalancer.healthcheck.port" = "8081"
+"traefik.http.services.echo.loadbalancer.healthcheck.scheme" = "http"
+"traefik.http.services.echo.loadbalancer.healthcheck.path" = "/ready"
+"traefik.http.services.echo.loadbalancer.healthcheck.headers.X-Probe" = "gantry"
+"traefik.http.services.echo.loadbalancer.healthcheck.interval" = "100ms"
+"traefik.http.services.echo.loadbalancer.healthcheck.unhealthythreshold" = "1"
+"traefik.http.services.echo.loadbalancer.healthcheck.healthythreshold" = "1"
+"#,
+        grpc = backend.addr.port(),
+        health = ready.addr.port(),
+        rule = support::ECHO_RULE.replace('"', "\\\""),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_port_probes_the_mapped_host_port() {
+    use std::sync::atomic::Ordering;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (ready_a, ready_b) = (readiness().await, readiness().await);
+    let gw =
+        Gateway::start(&(bridge_task("a", &a, &ready_a) + &bridge_task("b", &b, &ready_b))).await;
+    wait_until("both readiness ports probed", DEADLINE, || {
+        ready_a.seen.load(Ordering::SeqCst) >= 2 && ready_b.seen.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let api_url = gw.api_url();
+    let a_url = format!("h2c://{}", a.addr);
+    let svc = api::json(&api_url, "/api/http/services/echo").await;
+    assert_eq!(server_health(&svc, &a_url), "UP", "{svc}");
+
+    // a's readiness port says no: a goes DOWN though its gRPC port is fine.
+    ready_a.status.store(503, Ordering::SeqCst);
+    let endpoint = gw
+        .gantry
+        .table()
+        .endpoints()
+        .values()
+        .find(|e| e.address() == a.addr)
+        .cloned()
+        .expect("a's endpoint");
+    wait_until("a DOWN", DEADLINE, || !endpoint.is_available()).await;
+    let svc = api::json(&api_url, "/api/http/services/echo").await;
+    assert_eq!(server_health(&svc, &a_url), "DOWN", "{svc}");
+    let reason = svc["loadBalancer"]["servers"][0]["healthReason"].to_string();
+    assert!(reason.contains("GET /ready: HTTP 503"), "{svc}");
+    let mut client = gw.echo().await;
+    for _ in 0..10 {
+        let r = client
+            .unary(EchoRequest::default())
+            .await
+            .expect("call")
+            .into_inner();
+        assert_eq!(r.backend, "b");
+    }
+    ready_a.status.store(200, Ordering::SeqCst);
+    wait_until("a UP again", DEADLINE, || endpoint.is_available()).await;
+}

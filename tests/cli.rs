@@ -69,6 +69,68 @@ ports = [9000]
 }
 
 #[test]
+fn check_fails_closed_on_v1_auth_and_passes_with_only_warnings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "config.toml", CONFIG);
+    // A task migrated from Traefik v1 with basic auth gantry does not implement yet,
+    // and one with only another provider's label.
+    write(
+        dir.path(),
+        "tasks.toml",
+        r#"
+[[task]]
+id = "admin-1"
+ip = "127.0.0.1"
+ports = [9000]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.backend" = "admin"
+"traefik.frontend.rule" = "Host:admin.example.com"
+"traefik.frontend.auth.basic.users" = "ops:$apr1$x$y"
+
+[[task]]
+id = "api-1"
+ip = "127.0.0.1"
+ports = [9001]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.docker.network" = "proxy"
+"traefik.http.routers.api.rule" = "Host(`api.example.com`)"
+"#,
+    );
+    let (code, out, _) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("admin [DISABLED]"), "{out}");
+    assert!(out.contains("api [enabled]"), "{out}");
+    assert!(
+        out.contains("\"traefik.frontend.auth.basic.users\""),
+        "{out}"
+    );
+    assert!(out.contains("errors (1)"), "{out}");
+    assert!(out.contains("warnings (1)"), "{out}");
+
+    // Only the warning left: exit 0, and 1 with --strict.
+    let tasks = std::fs::read_to_string(dir.path().join("tasks.toml")).expect("read");
+    let tasks = tasks.replace(
+        "\"traefik.frontend.auth.basic.users\" = \"ops:$apr1$x$y\"\n",
+        "",
+    );
+    write(dir.path(), "tasks.toml", &tasks);
+    let (code, out, _) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("admin [enabled]"), "{out}");
+    assert!(out.contains("errors (0)"), "{out}");
+    assert!(out.contains("warnings (1)"), "{out}");
+    assert!(out.contains("traefik.docker.network"), "{out}");
+    let (code, out, _) = gantry(&["check", "--config", &config, "--strict"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, json, _) = gantry(&["check", "--config", &config, "--json"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(parsed["errors"][0]["severity"], "warning", "{json}");
+}
+
+#[test]
 fn bad_config_file_names_the_key_and_line_and_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write(

@@ -47,6 +47,16 @@ ports = [9]
 "traefik.http.routers.legacy.rule" = "PathPrefix(`/legacy.Svc/`)"
 "traefik.http.services.legacy.loadbalancer.server.scheme" = "https"
 "traefik.http.services.legacy.loadbalancer.tls.insecure_skip_verify" = "true"
+"traefik.docker.network" = "proxy"
+
+[[task]]
+id = "admin"
+ip = "127.0.0.1"
+ports = [9]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.frontend.rule" = "Host:admin.example.com"
+"traefik.frontend.auth.basic.users" = "ops:$apr1$x$y"
 "#;
     let tasks = demo
         .replace("50061", &a.addr.port().to_string())
@@ -73,6 +83,8 @@ ports = [9]
         .args(["--router", "rg@file", "--service", "rg@file"])
         .args(["--server", &server_b])
         .args(["--warned", "legacy@file"])
+        .args(["--refused", "traefik.frontend.auth.basic.users"])
+        .args(["--ignored", "traefik.docker.network"])
         .arg("--screenshot")
         .arg(&screenshot)
         .env("CHROMIUM", &chromium)

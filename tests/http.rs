@@ -8,7 +8,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::{http_task, Backend, Gateway};
+use support::{api, http_task, routed_task, Backend, Gateway};
 
 /// Status, headers and body (as text) of a response.
 async fn read(res: http::Response<hyper::body::Incoming>) -> (StatusCode, http::HeaderMap, String) {
@@ -252,4 +252,121 @@ async fn request_heads_past_max_header_bytes_get_431_on_both_protocols() {
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = h2c_request(small, &url, &[("x-big", &big)]).await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passhostheader_false_sends_each_servers_own_address() {
+    let web = Backend::start_http_any("web").await;
+    let rule = "Host(`app.example`)";
+    let line = "\"traefik.http.services.{s}.loadbalancer.passhostheader\" = \"false\"\n";
+    let tasks = http_task("h1", web.addr.port(), "plain", rule, "")
+        + &line.replace("{s}", "plain")
+        + &routed_task(
+            "h2",
+            web.addr.port(),
+            "",
+            "grpcish",
+            "Host(`rpc.example`)",
+            "h2c",
+        )
+        + &line.replace("{s}", "grpcish");
+    let gw = Gateway::start(&tasks).await;
+    let own = web.addr.to_string();
+    // To an HTTP/1.1 server, from HTTP/1.1 and from h2c clients: Host is the server's.
+    let (status, headers, _) = get(
+        &h1(),
+        &format!("{}/x", gw.url()),
+        &[("host", "app.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-seen-host"], own.as_str());
+    assert_eq!(headers["x-seen-x-forwarded-host"], "app.example");
+    let (status, headers, _) = h2c_request(gw.addr, "http://app.example/x", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-seen-host"], own.as_str());
+    // To an h2c server: the :authority is the server's.
+    let (status, headers, _) = h2c_request(gw.addr, "http://rpc.example/y", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-request-uri"], format!("http://{own}/y").as_str());
+    assert_eq!(headers["x-seen-x-forwarded-host"], "rpc.example");
+    // And by default the client's host is passed.
+    let tasks = http_task("h1", web.addr.port(), "plain", rule, "");
+    gw.set_tasks(&tasks).await;
+    let (_, headers, _) = get(
+        &h1(),
+        &format!("{}/x", gw.url()),
+        &[("host", "app.example")],
+    )
+    .await;
+    assert_eq!(headers["x-seen-host"], "app.example");
+}
+
+/// A v1 task served with the labels it had under Traefik 1, one with basic auth gantry
+/// does not implement yet: that one gets no route (never served without its auth),
+/// and the API says why; the other routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_frontend_with_auth_is_not_served_without_it() {
+    let web = Backend::start_http1("web").await;
+    let v1 = |id: &str, host: &str, extra: &str| {
+        format!(
+            "\n[[task]]\nid = \"{id}\"\nip = \"127.0.0.1\"\nports = [{port}]\n[task.labels]\n\
+             \"traefik.enable\" = \"true\"\n\"traefik.backend\" = \"{id}\"\n\
+             \"traefik.frontend.rule\" = \"Host:{host}\"\n{extra}",
+            port = web.addr.port()
+        )
+    };
+    let tasks = v1(
+        "open",
+        "open.example",
+        "\"traefik.docker.network\" = \"proxy\"\n",
+    ) + &v1(
+        "admin",
+        "admin.example",
+        "\"traefik.frontend.auth.basic.users\" = \"ops:$apr1$x$y\"\n",
+    );
+    let gw = Gateway::start(&tasks).await;
+    let (status, headers, _) = get(
+        &h1(),
+        &format!("{}/", gw.url()),
+        &[("host", "open.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-backend"], "web");
+    let (status, _, _) = get(
+        &h1(),
+        &format!("{}/", gw.url()),
+        &[("host", "admin.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let errors = api::json(&gw.api_url(), "/api/errors").await;
+    let rows = errors.as_array().expect("a list");
+    let refused = rows
+        .iter()
+        .find(|e| e["label"] == "traefik.frontend.auth.basic.users")
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert_eq!(refused["severity"], "error");
+    assert_eq!(refused["kind"], "router");
+    assert_eq!(refused["name"], "admin");
+    assert_eq!(refused["task"], "admin");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("basic authentication"),
+        "{refused}"
+    );
+    let ignored = rows
+        .iter()
+        .find(|e| e["label"] == "traefik.docker.network")
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert_eq!(ignored["severity"], "warning");
+    let router = api::json(&gw.api_url(), "/api/http/routers/admin@file").await;
+    assert_eq!(router["status"], "disabled", "{router}");
+    let overview = api::json(&gw.api_url(), "/api/overview").await;
+    assert_eq!(overview["errors"], 1, "{overview}");
+    assert_eq!(overview["warnings"], 1, "{overview}");
 }

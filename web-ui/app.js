@@ -108,7 +108,7 @@
   // ---------------------------------------------------------------- sortable tables
   const sortState = {
     routers: { key: 'name', dir: 1 },
-    errors: { key: 'kind', dir: 1 },
+    errors: { key: 'severity', dir: 1 },
   };
   function cmp(a, b) {
     const an = a === null || a === undefined || a === '';
@@ -191,7 +191,7 @@
   const FILTERS = {
     routers: { q: 'routers-search', status: 'routers-status' },
     services: { q: 'services-search', status: 'services-status' },
-    errors: { q: 'errors-search', kind: 'errors-kind' },
+    errors: { q: 'errors-search', kind: 'errors-kind', severity: 'errors-severity' },
   };
   const NAV_OF = { overview: 'overview', routers: 'routers', services: 'services', service: 'services', errors: 'errors' };
   const TITLES = { overview: 'Overview', routers: 'Routers', services: 'Services', service: 'Service', errors: 'Errors', notfound: 'Not found' };
@@ -379,7 +379,7 @@
       const sv = http.servers || {};
       navCount('nav-routers', r.total, r.errors, r.warnings);
       navCount('nav-services', s.total, s.errors || sv.down, s.warnings || sv.draining);
-      navCount('nav-errors', o.errors, o.errors, 0);
+      navCount('nav-errors', (o.errors || 0) + (o.warnings || 0), o.errors, o.warnings);
       $('version').textContent = (o.version ? 'v' + o.version : '') + (o.zone ? ' · ' + str(o.zone) : '');
       document.title = (sv.down ? '(' + sv.down + ' down) ' : '') + 'gantry — ' + (TITLES[S.route.view] || '');
     }
@@ -486,6 +486,7 @@
         ['p50', fmtMs(st.p50Ms) + ' ms', ''],
         ['p99', fmtMs(st.p99Ms) + ' ms', '']]),
       card('Config errors', '#/errors', h('span', { class: o.errors > 0 ? 'bad-text' : null }, fmtInt(o.errors)), '', [
+        ['warnings', fmtInt(o.warnings), o.warnings > 0 ? 'warn' : 'zero'],
         ['generation', fmtInt(o.generation), ''],
         ['providers', fmtInt(arr(o.providers).length), '']]));
 
@@ -677,6 +678,7 @@
 
   // ---- errors
   const errorCols = [
+    { key: 'severity', label: 'Severity', val: (e) => e.severity },
     { key: 'kind', label: 'Kind', val: (e) => e.kind },
     { key: 'name', label: 'Name', val: (e) => e.name },
     { key: 'provider', label: 'Provider', val: (e) => e.provider },
@@ -690,6 +692,7 @@
     const f = filterState('errors');
     const q = f.q.trim().toLowerCase();
     const rows = sortRows('errors', errorCols, all.filter((e) => (!f.kind || e.kind === f.kind) &&
+      (!f.severity || e.severity === f.severity) &&
       (!q || contains(q, e.kind, e.name, e.provider, e.task, e.label, e.message))));
     shown('errors-shown', rows.length, all.length);
     if (!rows.length) {
@@ -701,8 +704,10 @@
       let link = null;
       if (name && e.kind === 'router') link = routersHref(name);
       else if (name && e.kind === 'service') link = serviceHref(name.includes('@') || !e.provider ? name : name + '@' + e.provider);
-      return h('tr', { 'data-error-kind': str(e.kind), 'data-error-name': name },
-        h('td', null, h('span', { class: 'badge bad' }, str(e.kind) || DASH)),
+      const warning = e.severity === 'warning';
+      return h('tr', { 'data-error-kind': str(e.kind), 'data-error-name': name, 'data-severity': str(e.severity), 'data-label': str(e.label) },
+        h('td', null, h('span', { class: 'badge ' + (warning ? 'warn' : 'bad'), title: warning ? 'ignored label: nothing is disabled' : 'the object is disabled' }, warning ? 'warning' : 'error')),
+        h('td', null, h('span', { class: 'badge muted' }, str(e.kind) || DASH)),
         h('td', { class: 'name' }, link ? h('a', { href: link }, name) : name || DASH),
         h('td', null, str(e.provider) || DASH),
         h('td', { class: 'mono' }, str(e.task) || DASH),

@@ -176,6 +176,8 @@ pub struct ProviderView {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorView {
+    /// `error` (the object is disabled) or `warning` (an ignored label).
+    pub severity: &'static str,
     pub kind: &'static str,
     pub name: String,
     pub provider: String,
@@ -223,7 +225,10 @@ pub struct Overview {
     pub entry_points: Vec<EntrypointAddress>,
     pub providers: Vec<String>,
     pub provider_status: Vec<ProviderView>,
+    /// Problems that disable something.
     pub errors: usize,
+    /// Ignored labels, which disable nothing.
+    pub warnings: usize,
     pub generation: u64,
     pub version: &'static str,
     /// Gantry's own availability zone (zone affinity), when known.
@@ -543,7 +548,8 @@ impl<'a> Snapshot<'a> {
                 .collect(),
             providers: provider_status.iter().map(|p| p.name.clone()).collect(),
             provider_status,
-            errors: self.config().errors.len(),
+            errors: self.config().error_count(),
+            warnings: self.config().warning_count(),
             generation: self.shared.progress.borrow().tables,
             version: env!("CARGO_PKG_VERSION"),
             zone: self.table.zone().map(|z| z.to_string()),
@@ -627,6 +633,7 @@ pub fn error(e: &ConfigError) -> ErrorView {
         ObjectRef::Provider(n) => ("provider", n),
     };
     ErrorView {
+        severity: e.severity.as_str(),
         kind,
         name: name.clone(),
         provider: e.provider.clone(),

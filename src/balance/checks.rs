@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::codes::CodeSet;
-use super::health::{self, CheckConfig, CheckKind, HealthState};
+use super::health::{self, CheckConfig, CheckKind, HealthState, HttpCheck};
 use super::EndpointKey;
 use crate::dynamic::{HealthCheck, HealthMode, Status};
 use crate::proxy::SharedTable;
@@ -23,7 +23,33 @@ use crate::watcher::Progress;
 
 struct Running {
     config: HealthCheck,
+    /// What the probes dial and speak (the check's port, scheme and hostname).
+    target: Target,
     task: AbortHandle,
+}
+
+/// Where and how one server is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    address: std::net::SocketAddr,
+    h2c: bool,
+    authority: Option<http::uri::Authority>,
+}
+
+impl Target {
+    /// The server's address and protocol, unless the check names its own port
+    /// (already mapped to the task's host port), scheme or host name.
+    fn of(server: &crate::dynamic::Server, check: &HealthCheck) -> Target {
+        let port = server.health_port.unwrap_or(server.address.port());
+        Target {
+            address: std::net::SocketAddr::new(server.address.ip(), port),
+            h2c: check.scheme.unwrap_or(server.scheme).is_h2(),
+            authority: check
+                .hostname
+                .as_deref()
+                .and_then(|h| http::uri::Authority::try_from(h).ok()),
+        }
+    }
 }
 
 /// Keeps the running checks in line with each new routing table, until the progress
@@ -42,7 +68,7 @@ pub async fn run(table: SharedTable, mut progress: watch::Receiver<Progress>) {
 }
 
 fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) {
-    let mut wanted: HashMap<EndpointKey, &HealthCheck> = HashMap::new();
+    let mut wanted: HashMap<EndpointKey, (&HealthCheck, Target)> = HashMap::new();
     for svc in table.config().services.values() {
         let Some(check) = &svc.load_balancer.health_check else {
             continue;
@@ -51,11 +77,15 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
             continue;
         }
         for server in &svc.servers {
-            wanted.entry(EndpointKey::of(server)).or_insert(check);
+            wanted
+                .entry(EndpointKey::of(server))
+                .or_insert_with(|| (check, Target::of(server, check)));
         }
     }
     running.retain(|key, r| {
-        let keep = wanted.get(key).is_some_and(|c| **c == r.config);
+        let keep = wanted
+            .get(key)
+            .is_some_and(|(c, t)| **c == r.config && *t == r.target);
         if !keep {
             r.task.abort();
             if let Some(e) = table.endpoints().get(key) {
@@ -64,7 +94,7 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
         }
         keep
     });
-    for (key, check) in wanted {
+    for (key, (check, target)) in wanted {
         if running.contains_key(&key) {
             continue;
         }
@@ -74,9 +104,9 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
         let state = Arc::new(HealthState::new());
         endpoint.set_check(Some(state.clone()));
         let task = tokio::spawn(health::run(
-            key.address,
-            key.scheme.is_h2(),
-            None,
+            target.address,
+            target.h2c,
+            target.authority.clone(),
             config_of(check),
             state,
         ));
@@ -84,6 +114,7 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
             key,
             Running {
                 config: check.clone(),
+                target,
                 task: task.abort_handle(),
             },
         );
@@ -105,11 +136,34 @@ pub fn config_of(check: &HealthCheck) -> CheckConfig {
             codes: CodeSet::parse(&check.codes).unwrap_or_default(),
         },
     };
+    // Names and values were checked by the label reader: they convert.
+    let headers = check
+        .headers
+        .iter()
+        .filter_map(|(n, v)| {
+            Some((
+                http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+                http::HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
     CheckConfig {
         kind,
         interval: Duration::from_millis(check.interval_ms),
         timeout: Duration::from_millis(check.timeout_ms),
         healthy_threshold: check.healthy_threshold,
         unhealthy_threshold: check.unhealthy_threshold,
+        headers,
+        http: HttpCheck {
+            method: check
+                .method
+                .as_deref()
+                .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                .unwrap_or(http::Method::GET),
+            status: check
+                .status
+                .and_then(|s| http::StatusCode::from_u16(s).ok()),
+            follow_redirects: check.follow_redirects,
+        },
     }
 }

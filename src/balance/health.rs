@@ -81,7 +81,36 @@ pub struct CheckConfig {
     pub healthy_threshold: u32,
     /// Consecutive failures that take a healthy server out (0 counts as 1).
     pub unhealthy_threshold: u32,
+    /// Extra request headers of every probe (`healthcheck.headers.*`).
+    pub headers: HeaderMap,
+    /// How an HTTP check asks and judges ([`CheckKind::Http`] only).
+    pub http: HttpCheck,
 }
+
+/// The options of an HTTP check (Traefik's `healthcheck.method|status|followredirects`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: Method,
+    /// The one healthy status; `None`: any in [200, 400).
+    pub status: Option<StatusCode>,
+    /// Redirects to the same server are followed (up to [`MAX_REDIRECTS`]) and the
+    /// last answer is judged; redirects elsewhere are judged as they are.
+    pub follow_redirects: bool,
+}
+
+impl Default for HttpCheck {
+    fn default() -> HttpCheck {
+        HttpCheck {
+            method: Method::GET,
+            status: None,
+            follow_redirects: true,
+        }
+    }
+}
+
+/// The most redirects one HTTP probe follows (as Go's HTTP client, which Traefik's
+/// checks use).
+pub const MAX_REDIRECTS: usize = 10;
 
 /// One server's health as the checks see it; shared, and read lock-free by the data
 /// plane and the API.
@@ -330,20 +359,82 @@ impl Probe {
     /// Sends the probe's request and reads the whole answer. A request that fails on
     /// a kept connection is tried once more on a new one: the server may have closed
     /// the old one between probes, which says nothing about its health.
-    async fn exchange(&mut self, cfg: &CheckConfig, what: &str) -> Result<Answer, String> {
+    async fn exchange(
+        &mut self,
+        cfg: &CheckConfig,
+        what: &str,
+        path: Option<&str>,
+    ) -> Result<Answer, String> {
         let reused = self.ready().await?;
-        match self.send(cfg, what).await {
+        match self.send(cfg, what, path).await {
             Err(SendError::Request(_)) if reused => {
                 self.dial().await?;
-                self.send(cfg, what).await.map_err(SendError::into_reason)
+                self.send(cfg, what, path)
+                    .await
+                    .map_err(SendError::into_reason)
             }
             other => other.map_err(SendError::into_reason),
         }
     }
 
-    async fn send(&mut self, cfg: &CheckConfig, what: &str) -> Result<Answer, SendError> {
+    /// An HTTP check's exchange, following redirects to this same server when the
+    /// check says so.
+    async fn exchange_following(
+        &mut self,
+        cfg: &CheckConfig,
+        what: &str,
+    ) -> Result<Answer, String> {
+        let mut answer = self.exchange(cfg, what, None).await?;
+        if !matches!(cfg.kind, CheckKind::Http { .. }) || !cfg.http.follow_redirects {
+            return Ok(answer);
+        }
+        for _ in 0..MAX_REDIRECTS {
+            if !answer.status.is_redirection() {
+                return Ok(answer);
+            }
+            let Some(next) = answer
+                .headers
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| self.same_server_path(l))
+            else {
+                // Elsewhere (or no Location): judged as it is.
+                return Ok(answer);
+            };
+            answer = self.exchange(cfg, what, Some(&next)).await?;
+        }
+        if answer.status.is_redirection() {
+            return Err(format!(
+                "health check: {what}: more than {MAX_REDIRECTS} redirects"
+            ));
+        }
+        Ok(answer)
+    }
+
+    /// The path a `Location` leads to when it is on this server: a relative
+    /// reference, or an absolute URL naming the probe's own authority.
+    fn same_server_path(&self, location: &str) -> Option<String> {
+        if location.starts_with('/') && !location.starts_with("//") {
+            return Some(location.to_string());
+        }
+        let uri: Uri = location.parse().ok()?;
+        let same = uri
+            .authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(self.authority.as_str()));
+        same.then(|| {
+            uri.path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string())
+        })
+    }
+
+    async fn send(
+        &mut self,
+        cfg: &CheckConfig,
+        what: &str,
+        path: Option<&str>,
+    ) -> Result<Answer, SendError> {
         let kind = &cfg.kind;
-        let request = self.request(cfg).map_err(SendError::Other)?;
+        let request = self.request(cfg, path).map_err(SendError::Other)?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(SendError::Other(format!(
                 "health check: {what}: not connected"
@@ -386,18 +477,22 @@ impl Probe {
         }
     }
 
-    fn request(&self, cfg: &CheckConfig) -> Result<Request<Full<Bytes>>, String> {
+    fn request(
+        &self,
+        cfg: &CheckConfig,
+        path: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, String> {
         let kind = &cfg.kind;
-        let (method, path, body) = match kind {
+        let (method, default_path, body) = match kind {
             CheckKind::Grpc { service } => (
                 Method::POST,
                 HEALTH_CHECK_PATH,
                 grpc_frame(&health_check_request(service)),
             ),
-            CheckKind::Http { path } => (Method::GET, path.as_str(), Bytes::new()),
+            CheckKind::Http { path } => (cfg.http.method.clone(), path.as_str(), Bytes::new()),
             CheckKind::Call { path, .. } => (Method::POST, path.as_str(), grpc_frame(&[])),
         };
-        let path = with_leading_slash(path);
+        let path = with_leading_slash(path.unwrap_or(default_path));
         let uri = if self.h2c {
             // HTTP/2 takes :scheme and :authority from an absolute URI.
             Uri::builder()
@@ -415,6 +510,9 @@ impl Probe {
             .header(header::USER_AGENT, USER_AGENT);
         if !self.h2c {
             builder = builder.header(header::HOST, self.authority.as_str());
+        }
+        for (name, value) in &cfg.headers {
+            builder = builder.header(name, value);
         }
         if !matches!(kind, CheckKind::Http { .. }) {
             builder = builder
@@ -584,15 +682,15 @@ async fn drive<C: Checker>(checker: &mut C, cfg: &CheckConfig, state: &HealthSta
 /// Runs one probe of the kind `cfg.kind`, bounded by `cfg.timeout`, on `probe`'s
 /// connection (dialling it if needed). `Ok(())` means the server passed.
 pub async fn probe_once(probe: &mut Probe, cfg: &CheckConfig) -> Result<(), String> {
-    let what = describe(&cfg.kind);
+    let what = describe(cfg);
     if !probe.h2c && !matches!(cfg.kind, CheckKind::Http { .. }) {
         return Err(format!(
             "health check: {what} needs HTTP/2 (h2c), but the server is reached over HTTP/1.1"
         ));
     }
     let deadline = Instant::now() + cfg.timeout;
-    match tokio::time::timeout_at(deadline, probe.exchange(cfg, &what)).await {
-        Ok(Ok(answer)) => judge(&cfg.kind, &what, &answer),
+    match tokio::time::timeout_at(deadline, probe.exchange_following(cfg, &what)).await {
+        Ok(Ok(answer)) => judge(cfg, &what, &answer),
         Ok(Err(reason)) => Err(reason),
         Err(_) => {
             // No connection yet means the time ran out while dialling.
@@ -609,11 +707,11 @@ pub async fn probe_once(probe: &mut Probe, cfg: &CheckConfig) -> Result<(), Stri
 }
 
 /// What a probe asks, as reasons name it.
-fn describe(kind: &CheckKind) -> String {
-    match kind {
+fn describe(cfg: &CheckConfig) -> String {
+    match &cfg.kind {
         CheckKind::Grpc { service } if service.is_empty() => HEALTH_CHECK_PATH[1..].to_string(),
         CheckKind::Grpc { service } => format!("{} for {service:?}", &HEALTH_CHECK_PATH[1..]),
-        CheckKind::Http { path } => format!("GET {}", with_leading_slash(path)),
+        CheckKind::Http { path } => format!("{} {}", cfg.http.method, with_leading_slash(path)),
         CheckKind::Call { path, .. } => format!("call {}", with_leading_slash(path)),
     }
 }
@@ -627,15 +725,18 @@ fn with_leading_slash(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Whether an answer passes the check.
-fn judge(kind: &CheckKind, what: &str, answer: &Answer) -> Result<(), String> {
-    match kind {
-        CheckKind::Http { .. } => {
-            if (200..400).contains(&answer.status.as_u16()) {
-                Ok(())
-            } else {
-                Err(format!("health check: {what}: HTTP {}", answer.status))
-            }
-        }
+fn judge(cfg: &CheckConfig, what: &str, answer: &Answer) -> Result<(), String> {
+    match &cfg.kind {
+        CheckKind::Http { .. } => match cfg.http.status {
+            Some(want) if answer.status == want => Ok(()),
+            Some(want) => Err(format!(
+                "health check: {what}: HTTP {}, expected {}",
+                answer.status,
+                want.as_u16()
+            )),
+            None if (200..400).contains(&answer.status.as_u16()) => Ok(()),
+            None => Err(format!("health check: {what}: HTTP {}", answer.status)),
+        },
         CheckKind::Call { codes, .. } => {
             let status = grpc_status(answer).map_err(|e| format!("health check: {what}: {e}"))?;
             let healthy = u8::try_from(status.code).is_ok_and(|code| codes.contains(code));
@@ -894,6 +995,8 @@ mod tests {
             timeout: Duration::from_secs(5),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
+            headers: HeaderMap::new(),
+            http: HttpCheck::default(),
         }
     }
 
@@ -1341,13 +1444,13 @@ mod tests {
 
     #[test]
     fn describes_checks() {
-        assert_eq!(describe(&grpc("")), "grpc.health.v1.Health/Check");
+        assert_eq!(describe(&config(grpc(""))), "grpc.health.v1.Health/Check");
         assert_eq!(
-            describe(&grpc("rg")),
+            describe(&config(grpc("rg"))),
             r#"grpc.health.v1.Health/Check for "rg""#
         );
-        assert_eq!(describe(&http("healthz")), "GET /healthz");
-        assert_eq!(describe(&call("/p.S/M", "12")), "call /p.S/M");
+        assert_eq!(describe(&config(http("healthz"))), "GET /healthz");
+        assert_eq!(describe(&config(call("/p.S/M", "12"))), "call /p.S/M");
     }
 
     // ----- probes over real sockets -----
@@ -1507,6 +1610,81 @@ mod tests {
         assert_eq!(probe_once(&mut probe, &config(http("ready"))).await, Ok(()));
         let seen = server.last_request.load_full().unwrap();
         assert_eq!(*seen, "svc.internal:8080 /ready");
+    }
+
+    /// A server with fixed routes for the HTTP check's options: `/to-ok` redirects to
+    /// `/ok`, `/away` redirects to another host, `/loop` to itself; `/ok` answers
+    /// 204 to a HEAD carrying `x-probe: yes` and 400 to anything else.
+    async fn routed_server() -> (SocketAddr, Arc<ArcSwapOption<String>>, JoinHandle<()>) {
+        let (addr, mut incoming, _) = counted_listener().await;
+        let seen = Arc::new(ArcSwapOption::<String>::empty());
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(stream)) = incoming.next().await {
+                let seen = seen2.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let probe = req.headers().get("x-probe").and_then(|v| v.to_str().ok());
+                    seen.store(Some(Arc::new(format!("{} {}", req.method(), req.uri()))));
+                    let (status, location) = match req.uri().path() {
+                        "/to-ok" => (302, Some(format!("http://{addr}/ok"))),
+                        "/away" => (302, Some("http://elsewhere.example/ok".to_string())),
+                        "/loop" => (307, Some("/loop".to_string())),
+                        "/ok" if req.method() == Method::HEAD && probe == Some("yes") => {
+                            (204, None)
+                        }
+                        _ => (400, None),
+                    };
+                    let mut res = Response::builder().status(status);
+                    if let Some(l) = location {
+                        res = res.header(header::LOCATION, l);
+                    }
+                    async move { res.body(Full::new(Bytes::new())) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, seen, task)
+    }
+
+    #[tokio::test]
+    async fn http_check_method_headers_status_and_redirects() {
+        let (addr, seen, _task) = routed_server().await;
+        let mut probe = Probe::new(addr, false, None);
+        let mut cfg = config(http("/to-ok"));
+        cfg.http.method = Method::HEAD;
+        cfg.headers
+            .insert("x-probe", HeaderValue::from_static("yes"));
+        // Followed to /ok on the same server, which answers the HEAD with 204.
+        assert_eq!(probe_once(&mut probe, &cfg).await, Ok(()));
+        assert_eq!(seen.load_full().unwrap().as_str(), "HEAD /ok");
+        // An expected status judges exactly.
+        cfg.http.status = Some(StatusCode::OK);
+        assert_eq!(
+            probe_once(&mut probe, &cfg).await,
+            Err("health check: HEAD /to-ok: HTTP 204 No Content, expected 200".to_string())
+        );
+        cfg.http.status = Some(StatusCode::NO_CONTENT);
+        assert_eq!(probe_once(&mut probe, &cfg).await, Ok(()));
+        // Not followed: the redirect itself is judged.
+        cfg.http.follow_redirects = false;
+        assert!(probe_once(&mut probe, &cfg).await.is_err());
+        cfg.http.status = None;
+        assert_eq!(probe_once(&mut probe, &cfg).await, Ok(()));
+        assert_eq!(seen.load_full().unwrap().as_str(), "HEAD /to-ok");
+        // Without the header, /ok says 400.
+        cfg.http.follow_redirects = true;
+        cfg.headers.clear();
+        assert!(probe_once(&mut probe, &cfg).await.is_err());
+        // A redirect to another host is judged as it is; an endless one fails.
+        assert_eq!(probe_once(&mut probe, &config(http("/away"))).await, Ok(()));
+        assert_eq!(
+            probe_once(&mut probe, &config(http("/loop"))).await,
+            Err("health check: GET /loop: more than 10 redirects".to_string())
+        );
     }
 
     #[tokio::test]

@@ -68,6 +68,8 @@ struct Stream {
     service_name: Arc<str>,
     set_cookie: Option<HeaderValue>,
     retry: Option<Arc<RetryRule>>,
+    /// The client's Host goes to the server (`passhostheader`).
+    pass_host: bool,
     attempts_left: u32,
     /// The one retry of a call no server saw is used.
     retried_unsent: bool,
@@ -418,7 +420,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             }
         };
         let endpoint = placed.call.endpoint().clone();
-        if let Err(msg) = self.ctx.prepare(&mut req, &endpoint) {
+        if let Err(msg) = self.ctx.prepare(&mut req, &endpoint, placed.pass_host) {
             placed.call.fail(Failure::Unreachable.outcome(grpc).0);
             self.refuse(id, grpc, Failure::Unreachable, &msg, !end);
             return;
@@ -443,6 +445,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 service_name: placed.service_name,
                 set_cookie: placed.set_cookie,
                 retry: placed.retry,
+                pass_host: placed.pass_host,
                 attempts_left,
                 retried_unsent: false,
                 bytes_in: placed.bytes_in,
@@ -848,7 +851,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             }
         };
         let mut head = head;
-        super::retarget(&mut head, &next);
+        super::retarget(&mut head, &next, st.pass_host);
         let inbox = self.inbox.clone();
         let opened = next
             .upstream()

@@ -78,6 +78,8 @@ pub(crate) struct Placed {
     pub set_cookie: Option<HeaderValue>,
     /// The router retries this call when its answer says so.
     pub retry: Option<Arc<RetryRule>>,
+    /// The client's Host goes to the server as it came (`passhostheader`).
+    pub pass_host: bool,
     /// Request body bytes, for the access log (when it is on).
     pub bytes_in: Option<Arc<AtomicU64>>,
 }
@@ -149,6 +151,7 @@ impl ConnCtx {
             set_cookie: pick.set_cookie,
             retry,
             bytes_in,
+            pass_host: service.pass_host,
         })
     }
 
@@ -222,11 +225,14 @@ impl ConnCtx {
     }
 
     /// Rewrites the request for the server: URI, version, hop-by-hop and forwarding
-    /// headers. Errors are messages for the client.
+    /// headers. Without `pass_host` the server's own address replaces the client's
+    /// Host / :authority (which X-Forwarded-Host keeps). Errors are messages for the
+    /// client.
     pub(crate) fn prepare<B>(
         &self,
         req: &mut Request<B>,
         endpoint: &Endpoint,
+        pass_host: bool,
     ) -> Result<(), String> {
         let host = headers::request_host(req.uri(), req.headers())
             .and_then(|h| HeaderValue::from_str(h).ok());
@@ -254,9 +260,14 @@ impl ConnCtx {
         let target = if h2 {
             // HTTP/2 carries the host in :authority; a Host header beside it is redundant.
             headers.remove(HOST);
-            authority.unwrap_or_else(|| endpoint.authority().clone())
+            match authority {
+                Some(a) if pass_host => a,
+                _ => endpoint.authority().clone(),
+            }
         } else {
-            if !headers.contains_key(HOST) {
+            if !pass_host {
+                set_host(headers, endpoint);
+            } else if !headers.contains_key(HOST) {
                 if let Some(a) = &authority {
                     if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                         headers.insert(HOST, v);
@@ -286,22 +297,35 @@ impl ConnCtx {
 
 /// Points a request prepared for one server at another of the same protocol: an
 /// HTTP/1.1 request names its server in the URI; an h2c one carries the client's
-/// authority and fits any.
-pub(crate) fn retarget<B>(req: &mut Request<B>, endpoint: &Endpoint) {
-    if endpoint.scheme().is_h2() {
+/// authority and fits any, unless the service does not pass the client's host
+/// (`pass_host` false), when the new server's address goes in its place.
+pub(crate) fn retarget<B>(req: &mut Request<B>, endpoint: &Endpoint, pass_host: bool) {
+    let h2 = endpoint.scheme().is_h2();
+    if h2 && pass_host {
         return;
     }
+    if !h2 && !pass_host {
+        set_host(req.headers_mut(), endpoint);
+    }
+    let scheme = req.uri().scheme().cloned().unwrap_or(UriScheme::HTTP);
     let path = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if let Ok(uri) = Uri::builder()
-        .scheme(UriScheme::HTTP)
+        .scheme(scheme)
         .authority(endpoint.authority().clone())
         .path_and_query(path)
         .build()
     {
         *req.uri_mut() = uri;
+    }
+}
+
+/// The server's own address as the Host header (`passhostheader=false`).
+fn set_host(headers: &mut http::HeaderMap, endpoint: &Endpoint) {
+    if let Ok(v) = HeaderValue::from_str(endpoint.authority().as_str()) {
+        headers.insert(HOST, v);
     }
 }

@@ -59,13 +59,14 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
         set_cookie,
         retry: retry_rule,
         bytes_in,
+        pass_host,
     } = placed;
     let endpoint = call.endpoint().clone();
     let mut req = req.map(|body| RequestBody::new(body, bytes_in));
     // Kept before `prepare` rewrites it for one server.
     let kept = retry_rule.as_ref().map(|_| retry::Kept::keep(&mut req));
     let mut attempts_left = retry_rule.as_ref().map_or(0, |r| r.attempts);
-    if let Err(msg) = ctx.prepare(&mut req, &endpoint) {
+    if let Err(msg) = ctx.prepare(&mut req, &endpoint, pass_host) {
         call.fail(Failure::Unreachable.outcome(grpc).0);
         return failure(grpc, Failure::Unreachable, &msg);
     }
@@ -98,7 +99,8 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
                 });
                 if let (Some(outcome), Some(kept)) = (answer, &kept) {
                     if attempts_left > 0 {
-                        if let Some((next, again)) = replay_to(ctx, &service_name, &endpoint, kept)
+                        if let Some((next, again)) =
+                            replay_to(ctx, &service_name, &endpoint, kept, pass_host)
                         {
                             tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), "retrying a call its router retries");
                             attempts_left -= 1;
@@ -124,8 +126,9 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
             endpoint.observe_unreachable(e.error.to_string());
         }
         // A call no server saw is sent once more, elsewhere, within the budget.
-        if let (false, Some(again)) = (retried, e.request) {
+        if let (false, Some(mut again)) = (retried, e.request) {
             if let Some(next) = ctx.retry_target(&service_name, &endpoint, again.headers()) {
+                super::retarget(&mut again, &next, pass_host);
                 tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), error = %e.error, "retrying a call no server saw");
                 retried = true;
                 call.retarget(next.clone(), Failure::Unreachable.outcome(grpc).0);
@@ -137,7 +140,7 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
         // A call a server may have seen, reset before any answer: only if its
         // router retries.
         if let (true, Some(kept)) = (attempts_left > 0, &kept) {
-            if let Some((next, again)) = replay_to(ctx, &service_name, &endpoint, kept) {
+            if let Some((next, again)) = replay_to(ctx, &service_name, &endpoint, kept, pass_host) {
                 tracing::debug!(service = %service_name, from = %endpoint.display(), to = %next.display(), error = %e.error, "retrying a failed call its router retries");
                 attempts_left -= 1;
                 call.retarget(next.clone(), crate::telemetry::Outcome::Reset);
@@ -164,9 +167,10 @@ fn replay_to(
     service: &str,
     failed: &Arc<Endpoint>,
     kept: &retry::Kept,
+    pass_host: bool,
 ) -> Option<(Arc<Endpoint>, Request<RequestBody>)> {
     let mut again = kept.again()?;
     let pick = ctx.replay_target(service, failed, again.headers(), false)?;
-    ctx.prepare(&mut again, &pick).ok()?;
+    ctx.prepare(&mut again, &pick, pass_host).ok()?;
     Some((pick, again))
 }

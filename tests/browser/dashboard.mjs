@@ -3,7 +3,7 @@
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT/ --router rg@file \
 //        --service rg@file --server h2c://127.0.0.1:PORTB --screenshot PATH [--token T] \
-//        [--warned svc@file]
+//        [--warned svc@file] [--refused <label>] [--ignored <label>]
 //
 // With --warned, the services view must also show that service as a warning with
 // its insecure_skip_verify note.
@@ -43,7 +43,7 @@ let userDataDir = null;
 let finished = false;
 
 function parseArgs(argv) {
-  const known = new Set(['url', 'router', 'service', 'server', 'screenshot', 'token', 'warned']);
+  const known = new Set(['url', 'router', 'service', 'server', 'screenshot', 'token', 'warned', 'refused', 'ignored']);
   const res = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -201,6 +201,21 @@ async function main() {
       const note = block && block.querySelector('ul.warnings li');
       return !!note && block.getAttribute('data-status') === 'warning' && /insecure_skip_verify/.test(note.textContent);
     }, [args.warned], STEP_DEADLINE_MS, `warning on service ${args.warned}`, describeServices);
+  }
+
+  // Errors view: a refused label is an error row, an ignored one a warning row,
+  // each with its badge.
+  if (args.refused || args.ignored) {
+    await page.click('#nav a[data-nav="errors"]', { timeout: STEP_DEADLINE_MS });
+    const want = [['error', args.refused], ['warning', args.ignored]].filter(([, l]) => l);
+    await waitFor((rows) => rows.every(([severity, label]) => [...document.querySelectorAll('tr[data-severity]')]
+      .some((tr) => tr.getAttribute('data-severity') === severity && tr.getAttribute('data-label') === label &&
+        tr.querySelector('.badge')?.textContent === severity)), want, STEP_DEADLINE_MS,
+    `error rows ${JSON.stringify(want)}`,
+    () => `rows=[${[...document.querySelectorAll('tr[data-severity]')].map((tr) => tr.getAttribute('data-severity') + ':' + tr.getAttribute('data-label')).join(', ')}]`);
+    await page.screenshot({ path: args.screenshot.replace(/\.png$/, '') + '-errors.png', fullPage: true, timeout: STEP_DEADLINE_MS });
+    await page.click('#nav a[data-nav="services"]', { timeout: STEP_DEADLINE_MS });
+    await waitFor(findService, svcArg, STEP_DEADLINE_MS, `service ${args.service} again`, describeServices);
   }
 
   const rendersBefore = await page.evaluate(() => { window.__noReload = 1; return window.__gantryRenders; });

@@ -110,6 +110,9 @@ enum Protocol {
     Grpc(Routes),
     /// The plain HTTP/1.1 answerer.
     Http1(Arc<str>),
+    /// The same answerer over HTTP/1.1 or h2c (prior knowledge), as the client
+    /// speaks.
+    Http1Or2(Arc<str>),
 }
 
 impl Backend {
@@ -159,6 +162,16 @@ impl Backend {
         Self::launch(name, addr, stats, Protocol::Http1(name.into()))
             .await
             .unwrap_or_else(|e| panic!("cannot start HTTP/1 backend {name}: {e}"))
+    }
+
+    /// Like [`Backend::start_http1`], also over h2c (HTTP/2 with prior knowledge):
+    /// there `x-request-uri` is absolute and carries the `:authority` received.
+    pub async fn start_http_any(name: &str) -> Backend {
+        let stats = Arc::new(Stats::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::launch(name, addr, stats, Protocol::Http1Or2(name.into()))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start HTTP backend {name}: {e}"))
     }
 
     /// What this backend has served.
@@ -336,6 +349,17 @@ async fn serve(
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await?;
+            Ok(())
+        }
+        Protocol::Http1Or2(name) => {
+            let _ = stream.set_nodelay(true);
+            let service = hyper::service::service_fn(move |req| {
+                http1_answer(name.clone(), stats.clone(), req)
+            });
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+                .map_err(std::io::Error::other)?;
             Ok(())
         }
     }
