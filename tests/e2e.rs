@@ -13,6 +13,7 @@ mod deadlines;
 mod ecs;
 mod http;
 mod http2;
+mod label_corpus;
 mod lifecycle;
 mod outliers;
 mod proxy;

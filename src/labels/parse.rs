@@ -168,9 +168,13 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
             ["enable"] => {}
             ["http", "routers", ..] => router_label(&mut out, key, &segments[2..], value),
             ["http", "services", ..] => service_label(&mut out, key, &segments[2..], value),
-            ["http", "middlewares", ..] => out
-                .problems
-                .push(Problem::at(key, "middlewares are not supported")),
+            // A definition restricts nothing by itself; a router that uses it is
+            // refused (its `middlewares` label), so nothing is served without it.
+            ["http", "middlewares", ..] => out.problems.push(Problem::ignored(
+                key,
+                "middlewares are not implemented yet: this definition is ignored, and \
+                 routers that use it are disabled",
+            )),
             ["tcp" | "udp", ..] => {
                 out.has_tcp_udp = true;
                 out.problems

@@ -745,8 +745,6 @@ fn unsupported_and_unknown_labels() {
             want: vec![
                 "router r (a): PathPrefix(`/`) -> a",
                 "service a (a): http://10.0.0.1:80 @a",
-                "error task \"a\" (task \"a\", label \
-                 \"traefik.http.middlewares.auth.basicauth.users\"): middlewares are not supported",
                 "error task \"a\" (task \"a\", label \"traefik.tcp.routers.t.rule\"): TCP/UDP \
                  routing is not supported",
                 "error task \"a\" (task \"a\", label \
@@ -754,6 +752,44 @@ fn unsupported_and_unknown_labels() {
                  supported",
                 "warning task \"a\" (task \"a\", label \"traefik.docker.network\"): ignored: a \
                  label of Traefik's Docker provider, which means nothing on ECS",
+                "warning task \"a\" (task \"a\", label \
+                 \"traefik.http.middlewares.auth.basicauth.users\"): middlewares are not \
+                 implemented yet: this definition is ignored, and routers that use it are disabled",
+            ],
+        },
+        Case {
+            name: "a label gantry cannot read at all disables every router of its task",
+            opts: opts(),
+            tasks: vec![
+                enabled(
+                    "a",
+                    "10.0.0.1",
+                    &[80],
+                    &[
+                        ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+                        ("traefik.http.routers.s.rule", "PathPrefix(`/s`)"),
+                        ("traefik.http.routers.s.service", "a"),
+                        // A typo of frontend.auth.basic.users: it may ask for anything.
+                        ("traefik.fronted.auth.basic.users", "ops:x"),
+                    ],
+                ),
+                enabled(
+                    "b",
+                    "10.0.0.2",
+                    &[80],
+                    &[("traefik.http.routers.t.rule", "PathPrefix(`/t`)")],
+                ),
+            ],
+            want: vec![
+                "router r (a): PathPrefix(`/`) -> a DISABLED",
+                "router s (a): PathPrefix(`/s`) -> a DISABLED",
+                "router t (b): PathPrefix(`/t`) -> b",
+                "service a (a): http://10.0.0.1:80 @a",
+                "service b (b): http://10.0.0.2:80 @b",
+                "error router \"r\" (task \"a\", label \"traefik.fronted.auth.basic.users\"): \
+                 unknown label*",
+                "error router \"s\" (task \"a\", label \"traefik.fronted.auth.basic.users\"): \
+                 unknown label*",
             ],
         },
         Case {
