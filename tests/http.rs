@@ -324,6 +324,10 @@ async fn v1_frontend_with_auth_is_not_served_without_it() {
         "admin",
         "admin.example",
         "\"traefik.frontend.auth.basic.users\" = \"ops:$apr1$x$y\"\n",
+    ) + &v1(
+        "office",
+        "office.example",
+        "\"traefik.frontend.whiteList.sourceRange\" = \"10.0.0.0/8\"\n",
     );
     let gw = Gateway::start(&tasks).await;
     let (status, headers, _) = get(
@@ -366,7 +370,60 @@ async fn v1_frontend_with_auth_is_not_served_without_it() {
     assert_eq!(ignored["severity"], "warning");
     let router = api::json(&gw.api_url(), "/api/http/routers/admin@file").await;
     assert_eq!(router["status"], "disabled", "{router}");
+    assert!(
+        rows.iter()
+            .any(|e| e["label"] == "traefik.frontend.whiteList.sourceRange"
+                && e["severity"] == "error"
+                && e["name"] == "office"),
+        "{errors}"
+    );
     let overview = api::json(&gw.api_url(), "/api/overview").await;
-    assert_eq!(overview["errors"], 1, "{overview}");
+    assert_eq!(overview["errors"], 2, "{overview}");
     assert_eq!(overview["warnings"], 1, "{overview}");
+}
+
+/// Traefik 1 segments: one frontend and backend per segment, each with its own port
+/// and rule, the task-wide labels as defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_segments_route_each_to_its_own_port() {
+    let web = Backend::start_http1("web").await;
+    let admin = Backend::start_http1("admin").await;
+    let tasks = format!(
+        r#"
+[[task]]
+id = "app-1"
+ip = "127.0.0.1"
+group = "service:app"
+ports = [{web}, {admin}]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.frontend.entryPoints" = "web"
+"traefik.site.port" = "{web}"
+"traefik.site.frontend.rule" = "Host:app.example"
+"traefik.ops.port" = "{admin}"
+"traefik.ops.frontend.rule" = "Host:app.example;PathPrefix:/admin"
+"#,
+        web = web.addr.port(),
+        admin = admin.addr.port()
+    );
+    let gw = Gateway::start(&tasks).await;
+    let host = [("host", "app.example")];
+    let (status, headers, _) = get(&h1(), &format!("{}/", gw.url()), &host).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-backend"], "web");
+    let (status, headers, _) = get(&h1(), &format!("{}/admin/x", gw.url()), &host).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-backend"], "admin");
+    let routers = api::json(&gw.api_url(), "/api/http/routers").await;
+    let names: Vec<&str> = routers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["ops-service-app-ops@file", "site-service-app-site@file"],
+        "{routers}"
+    );
 }

@@ -131,10 +131,7 @@ const BAD: &[(&str, &str)] = &[
         "http.services.good-s{s}.loadbalancer.passhostheader",
         "maybe",
     ),
-    (
-        "http.services.good-s{s}.loadbalancer.healthcheck.port",
-        "0",
-    ),
+    ("http.services.good-s{s}.loadbalancer.healthcheck.port", "0"),
     (
         "http.services.good-s{s}.loadbalancer.healthcheck.scheme",
         "https",
