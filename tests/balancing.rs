@@ -127,6 +127,19 @@ async fn sticky_cookie_keeps_a_client_on_its_server() {
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
 
+/// `n` unary calls through `gw`, every one answered by `backend`.
+async fn only_to(gw: &Gateway, n: usize, backend: &str) {
+    let mut client = gw.echo().await;
+    for _ in 0..n {
+        let r = client
+            .unary(EchoRequest::default())
+            .await
+            .expect("call")
+            .into_inner();
+        assert_eq!(r.backend, backend);
+    }
+}
+
 fn server_health(svc: &serde_json::Value, url: &str) -> String {
     svc["loadBalancer"]["servers"]
         .as_array()
@@ -188,15 +201,7 @@ async fn grpc_health_check_flips_at_its_thresholds() {
     let reason = svc["loadBalancer"]["servers"][0]["healthReason"].to_string();
     assert!(reason.contains("NOT_SERVING"), "{svc}");
     // Calls go to b only while a is DOWN.
-    let mut client = gw.echo().await;
-    for _ in 0..20 {
-        let r = client
-            .unary(EchoRequest::default())
-            .await
-            .expect("call")
-            .into_inner();
-        assert_eq!(r.backend, "b");
-    }
+    only_to(&gw, 20, "b").await;
 
     health_a
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -389,15 +394,7 @@ async fn healthcheck_port_probes_the_mapped_host_port() {
     assert_eq!(server_health(&svc, &a_url), "DOWN", "{svc}");
     let reason = svc["loadBalancer"]["servers"][0]["healthReason"].to_string();
     assert!(reason.contains("GET /ready: HTTP 503"), "{svc}");
-    let mut client = gw.echo().await;
-    for _ in 0..10 {
-        let r = client
-            .unary(EchoRequest::default())
-            .await
-            .expect("call")
-            .into_inner();
-        assert_eq!(r.backend, "b");
-    }
+    only_to(&gw, 10, "b").await;
     ready_a.status.store(200, Ordering::SeqCst);
     wait_until("a UP again", DEADLINE, || endpoint.is_available()).await;
 }

@@ -22,6 +22,15 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// A temporary directory with a config whose file provider reads `tasks`; the
+/// config's path.
+fn setup(tasks: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "config.toml", CONFIG);
+    write(dir.path(), "tasks.toml", tasks);
+    (dir, config)
+}
+
 const CONFIG: &str =
     "[entrypoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\npath = \"tasks.toml\"\n";
 
@@ -38,11 +47,7 @@ fn check_passes_on_the_repository_demo_config() {
 
 #[test]
 fn check_reports_label_errors_and_exits_1() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write(dir.path(), "config.toml", CONFIG);
-    write(
-        dir.path(),
-        "tasks.toml",
+    let (dir, config) = setup(
         r#"
 [[task]]
 id = "svc-1"
@@ -70,13 +75,9 @@ ports = [9000]
 
 #[test]
 fn check_fails_closed_on_v1_auth_and_passes_with_only_warnings() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write(dir.path(), "config.toml", CONFIG);
     // A task migrated from Traefik v1 with basic auth gantry does not implement yet,
     // and one with only another provider's label.
-    write(
-        dir.path(),
-        "tasks.toml",
+    let (dir, config) = setup(
         r#"
 [[task]]
 id = "admin-1"
