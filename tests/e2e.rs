@@ -14,6 +14,7 @@ mod ecs;
 mod http;
 mod http2;
 mod label_corpus;
+mod layers;
 mod lifecycle;
 mod outliers;
 mod proxy;
