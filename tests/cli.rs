@@ -47,7 +47,7 @@ fn check_passes_on_the_repository_demo_config() {
 
 #[test]
 fn check_reports_label_errors_and_exits_1() {
-    let (dir, config) = setup(
+    let (_dir, config) = setup(
         r#"
 [[task]]
 id = "svc-1"

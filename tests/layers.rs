@@ -158,7 +158,7 @@ fn walk(dir: &Path, root: &Path, graph: &mut BTreeMap<String, BTreeSet<String>>)
         let text = std::fs::read_to_string(&path).expect("read source");
         let text = text.split("#[cfg(test)]").next().unwrap_or("");
         let entry = graph.entry(module.clone()).or_default();
-        for target in imports(&text) {
+        for target in imports(text) {
             if target != module {
                 entry.insert(target);
             }
