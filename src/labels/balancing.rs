@@ -221,7 +221,7 @@ fn outlier(labels: OutlierLabels, problems: &mut Vec<Problem>) -> OutlierDetecti
         d.max_ejection_ms.max(ejection_ms),
     );
     if max_ejection_ms < ejection_ms {
-        problems.push(Problem::from(max_label, format!(
+        problems.push(Problem::new(max_label, format!(
                 "outlier.maxejection ({max_ejection_ms} ms) is shorter than outlier.ejection ({ejection_ms} ms)"
             )));
     }
@@ -287,14 +287,14 @@ pub(crate) fn resolve(
     };
     let strategy = match (strategy, hash, sticky_on) {
         (_, Some(_), true) => {
-            problems.push(Problem::from(
+            problems.push(Problem::new(
                 sticky_label,
                 "sticky cookies and hash.header are two ways to pin calls: pick one",
             ));
             Strategy::Wrr
         }
         (Some((s, label)), Some((header, _)), false) if s != Strategy::Wrr => {
-            problems.push(Problem::from(
+            problems.push(Problem::new(
                 label,
                 format!(
                     "strategy={} conflicts with hash.header={header} (hashing is the strategy)",
@@ -305,7 +305,7 @@ pub(crate) fn resolve(
         }
         (_, Some((header, _)), false) => Strategy::Hash { header },
         (Some((Strategy::P2c, label)), None, true) => {
-            problems.push(Problem::from(
+            problems.push(Problem::new(
                 label,
                 "strategy=p2c cannot be sticky: sticky sessions pick the first server by wrr",
             ));

@@ -136,7 +136,7 @@ impl HealthLabels {
             (None, None, _) => HealthMode::Grpc,
         };
         let fail = |problems: &mut Vec<Problem>, label: Option<String>, message: &str| {
-            problems.push(Problem::from(label, message));
+            problems.push(Problem::new(label, message));
         };
         let target = match mode {
             HealthMode::Grpc => {
@@ -186,21 +186,18 @@ impl HealthLabels {
         }
         if mode != HealthMode::Http {
             let http_only = [
-                method.as_ref().map(|(_, l)| l.clone()),
-                status.as_ref().map(|(_, l)| l.clone()),
-                follow.as_ref().map(|(_, l)| l.clone()),
+                ("method", method.as_ref().map(|(_, l)| l.clone())),
+                ("status", status.as_ref().map(|(_, l)| l.clone())),
+                ("followredirects", follow.as_ref().map(|(_, l)| l.clone())),
             ];
-            for label in http_only.into_iter().flatten() {
-                let setting = label
-                    .as_deref()
-                    .and_then(|l| l.rsplit('.').next())
-                    .unwrap_or("this option")
-                    .to_ascii_lowercase();
-                fail(
-                    problems,
-                    label,
-                    &format!("healthcheck.{setting} {HTTP_ONLY}"),
-                );
+            for (setting, label) in http_only {
+                if let Some(label) = label {
+                    fail(
+                        problems,
+                        label,
+                        &format!("healthcheck.{setting} {HTTP_ONLY}"),
+                    );
+                }
             }
             if scheme == Some(Scheme::Http) {
                 fail(

@@ -106,7 +106,7 @@ fn exposed(task: &Task, opts: &LabelOptions) -> Result<bool, parse::Problem> {
     });
     let enabled = match enable {
         Some((key, value)) => parse::parse_bool(value).map_err(|message| {
-            parse::Problem::from(
+            parse::Problem::new(
                 Some(key.clone()),
                 format!("{message}; the task is not routed"),
             )

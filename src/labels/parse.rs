@@ -29,7 +29,7 @@ pub(crate) struct Problem {
 impl Problem {
     /// A problem caused by one label.
     pub(crate) fn at(label: &str, message: impl Into<String>) -> Problem {
-        Problem::from(Some(label.to_string()), message)
+        Problem::new(Some(label.to_string()), message)
     }
 
     /// A label that was ignored and restricts nothing: listed, disables nothing.
@@ -42,11 +42,11 @@ impl Problem {
 
     /// A problem no single label is to blame for (e.g. a missing setting).
     pub(crate) fn general(message: impl Into<String>) -> Problem {
-        Problem::from(None, message)
+        Problem::new(None, message)
     }
 
     /// A problem with a value, from the label it came from (if any).
-    pub(crate) fn from(label: Option<String>, message: impl Into<String>) -> Problem {
+    pub(crate) fn new(label: Option<String>, message: impl Into<String>) -> Problem {
         Problem {
             label,
             message: message.into(),
@@ -164,6 +164,7 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
         if matches!(lower.first(), Some(&("http" | "tcp" | "udp"))) {
             has_v2 = true;
         }
+        let other = other_provider(&lower);
         match lower.as_slice() {
             ["enable"] => {}
             ["http", "routers", ..] => router_label(&mut out, key, &segments[2..], value),
@@ -180,8 +181,8 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
                 out.problems
                     .push(Problem::at(key, "TCP/UDP routing is not supported"));
             }
-            [first, ..] if other_provider(first, &lower).is_some() => {
-                let provider = other_provider(first, &lower).unwrap_or_default();
+            _ if other.is_some() => {
+                let provider = other.unwrap_or_default();
                 out.problems.push(Problem::ignored(
                     key,
                     format!("ignored: a label of Traefik's {provider}, which means nothing on ECS"),
@@ -210,8 +211,8 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
 
 /// Which other Traefik provider a label (`lower`, after the prefix) belongs to, if it
 /// is one of theirs: such labels mean nothing on ECS and restrict nothing.
-fn other_provider(first: &str, lower: &[&str]) -> Option<&'static str> {
-    Some(match (first, lower.len()) {
+fn other_provider(lower: &[&str]) -> Option<&'static str> {
+    Some(match (*lower.first()?, lower.len()) {
         ("docker", _) => "Docker provider",
         ("swarm", _) => "Swarm provider",
         ("consulcatalog", _) => "Consul Catalog provider",

@@ -128,7 +128,7 @@ pub(crate) fn take<T>(
     match value.parsed {
         Ok(v) => Some((v, value.label)),
         Err(message) => {
-            problems.push(Problem::from(value.label, message));
+            problems.push(Problem::new(value.label, message));
             None
         }
     }
@@ -193,7 +193,7 @@ fn resolve_router(
     let tls_label = labels.tls.as_ref().and_then(|v| v.label.clone());
     let tls = match take(labels.tls, &mut problems) {
         Some((false, _)) if !labels.tls_options.is_empty() => {
-            problems.push(Problem::from(
+            problems.push(Problem::new(
                 tls_label,
                 format!("tls is false but {} is set", labels.tls_options.join(", ")),
             ));
@@ -255,7 +255,7 @@ fn resolve_service(task: &Task, prefix: &str, name: String, labels: ServiceLabel
     let port = match take(labels.port, &mut problems) {
         Some((port, label)) => match task.host_port(port) {
             Some(0) => {
-                problems.push(Problem::from(
+                problems.push(Problem::new(
                     label,
                     format!("container port {port} has no host port yet"),
                 ));
@@ -314,7 +314,7 @@ fn resolve_weighted(name: String, labels: ServiceLabels) -> ServiceDef {
         labels.weight.as_ref().and_then(|v| v.label.clone()),
     ];
     for label in own.into_iter().flatten() {
-        problems.push(Problem::from(
+        problems.push(Problem::new(
             Some(label),
             "a weighted service has no servers of its own: set server settings on \
                       the services it splits between",
@@ -323,7 +323,7 @@ fn resolve_weighted(name: String, labels: ServiceLabels) -> ServiceDef {
     let mut weighted = Vec::new();
     for (child, value) in labels.weighted {
         if child == name {
-            problems.push(Problem::from(
+            problems.push(Problem::new(
                 value.label.clone(),
                 "a weighted service cannot include itself",
             ));

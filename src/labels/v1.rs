@@ -59,26 +59,52 @@ enum Feature {
 }
 
 impl Feature {
-    /// What it is, and what stands for it in v2, for messages.
-    fn what(self) -> &'static str {
+    /// What it is, for messages.
+    fn name(self) -> &'static str {
         match self {
-            Feature::BasicAuth => "basic authentication (v2: the basicauth middleware)",
-            Feature::DigestAuth => "digest authentication (v2: the digestauth middleware)",
-            Feature::ForwardAuth => "forward authentication (v2: the forwardauth middleware)",
-            Feature::AllowList => "an IP allow list (v2: the ipallowlist middleware)",
-            Feature::Redirect => "a redirect (v2: the redirectscheme/redirectregex middlewares)",
-            Feature::Headers => "security and custom headers (v2: the headers middleware)",
-            Feature::RateLimit => "a rate limit (v2: the ratelimit middleware)",
-            Feature::ErrorPages => "custom error pages (v2: the errors middleware)",
-            Feature::ClientCert => {
-                "client certificate forwarding (v2: the passtlsclientcert middleware)"
-            }
-            Feature::CircuitBreaker => "a circuit breaker (v2: the circuitbreaker middleware)",
-            Feature::MaxConn => "a connection limit (v2: the inflightreq middleware)",
-            Feature::Buffering => "request buffering (v2: the buffering middleware)",
-            Feature::PortIndex => "a port by index (set the port instead)",
+            Feature::BasicAuth => "basic authentication",
+            Feature::DigestAuth => "digest authentication",
+            Feature::ForwardAuth => "forward authentication",
+            Feature::AllowList => "an IP allow list",
+            Feature::Redirect => "a redirect",
+            Feature::Headers => "security and custom headers",
+            Feature::RateLimit => "a rate limit",
+            Feature::ErrorPages => "custom error pages",
+            Feature::ClientCert => "client certificate forwarding",
+            Feature::CircuitBreaker => "a circuit breaker",
+            Feature::MaxConn => "a connection limit",
+            Feature::Buffering => "request buffering",
+            Feature::PortIndex => "a port by index",
             Feature::UnknownFrontend => "a frontend setting gantry does not know",
             Feature::UnknownBackend => "a backend setting gantry does not know",
+        }
+    }
+
+    /// What stands for it in v2 (or what to do instead).
+    fn instead(self) -> Option<&'static str> {
+        Some(match self {
+            Feature::BasicAuth => "v2: the basicauth middleware",
+            Feature::DigestAuth => "v2: the digestauth middleware",
+            Feature::ForwardAuth => "v2: the forwardauth middleware",
+            Feature::AllowList => "v2: the ipallowlist middleware",
+            Feature::Redirect => "v2: the redirectscheme/redirectregex middlewares",
+            Feature::Headers => "v2: the headers middleware",
+            Feature::RateLimit => "v2: the ratelimit middleware",
+            Feature::ErrorPages => "v2: the errors middleware",
+            Feature::ClientCert => "v2: the passtlsclientcert middleware",
+            Feature::CircuitBreaker => "v2: the circuitbreaker middleware",
+            Feature::MaxConn => "v2: the inflightreq middleware",
+            Feature::Buffering => "v2: the buffering middleware",
+            Feature::PortIndex => "set the port instead",
+            Feature::UnknownFrontend | Feature::UnknownBackend => return None,
+        })
+    }
+
+    /// Its name and what stands for it, for messages.
+    fn what(self) -> String {
+        match self.instead() {
+            Some(instead) => format!("{} ({instead})", self.name()),
+            None => self.name().to_string(),
         }
     }
 
@@ -486,7 +512,7 @@ fn build_segment(
                 &r.key,
                 format!(
                     "has no effect on its own: Traefik v1 builds no {} from it",
-                    short(r.feature)
+                    r.feature.name()
                 ),
             ));
             continue;
@@ -574,12 +600,6 @@ fn ignore_for_v2(v1: V1Labels, out: &mut TaskLabels) {
             )),
         }
     }
-}
-
-/// A feature's name without its v2 equivalent, for the "no effect" warnings.
-fn short(feature: Feature) -> &'static str {
-    let what = feature.what();
-    what.split(" (").next().unwrap_or(what)
 }
 
 /// Parses a v1 label's value, remembering which label it came from.
