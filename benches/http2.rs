@@ -125,7 +125,7 @@ fn wire(c: &mut Criterion) {
     let mut client_enc = Encoder::new();
     let mut preface = frame::PREFACE.to_vec();
     frame::put_settings(&mut preface, &[(setting::INITIAL_WINDOW_SIZE, 1 << 20)]);
-    server.rbuf.extend_from_slice(&preface);
+    server.feed(&preface);
     while let Ok(Some(_)) = server.next_frame() {}
 
     let mut stream = 1u32;
@@ -139,7 +139,7 @@ fn wire(c: &mut Criterion) {
                 head::encode_request(&mut client_enc, &req, dst);
             });
             frame::put_data(&mut input, stream, &message, true);
-            server.rbuf.extend_from_slice(&input);
+            server.feed(&input);
             let mut got = 0;
             while let Ok(Some(f)) = server.next_frame() {
                 match f {
@@ -159,7 +159,7 @@ fn wire(c: &mut Criterion) {
             });
             server.data(stream, &message, false);
             server.headers(stream, true, |e, d| head::encode_fields(e, &t, d));
-            server.wbuf.clear();
+            server.discard_output();
             stream += 2;
             black_box(got)
         })

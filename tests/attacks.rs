@@ -69,6 +69,8 @@ struct Ended {
     closed: bool,
     /// From the first attack byte to the close.
     took: Duration,
+    /// RST_STREAM frames gantry sent before it closed.
+    resets: usize,
 }
 
 /// Runs `attack` (which writes until it fails or is told to stop) against `addr`
@@ -85,6 +87,7 @@ where
     let writer = tokio::spawn(attack(wr, done.clone()));
     let mut buf = BytesMut::new();
     let mut goaway = None;
+    let mut resets = 0;
     let closed = loop {
         let read = tokio::time::timeout(DEADLINE, rd.read_buf(&mut buf)).await;
         match read {
@@ -101,6 +104,9 @@ where
             }
             buf.advance(HEAD_LEN);
             let payload = buf.split_to(head.len);
+            if head.kind == kind::RST_STREAM {
+                resets += 1;
+            }
             if head.kind == kind::GOAWAY && payload.len() >= 8 {
                 goaway = Some((
                     Reason(frame::read_u32(&payload[4..])),
@@ -116,6 +122,7 @@ where
         goaway,
         closed,
         took,
+        resets,
     }
 }
 
@@ -257,6 +264,98 @@ fn frames(n: usize, mut put: impl FnMut(&mut Vec<u8>)) -> Vec<u8> {
         put(&mut out);
     }
     out
+}
+
+/// A whole request on `id` (HEADERS, then its one message with END_STREAM),
+/// routed to the abused server.
+fn whole_request(out: &mut Vec<u8>, enc: &mut Encoder, id: u32) {
+    let mut block = request_block(enc);
+    enc.encode_field(
+        &http::HeaderName::from_static("x-abuser"),
+        &HeaderValue::from_static("yes"),
+        &mut block,
+    );
+    frame::put_head(out, block.len(), kind::HEADERS, flag::END_HEADERS, id);
+    out.extend_from_slice(&block);
+    let msg = crate::support::raw::echo_message(b"made you reset", 0);
+    frame::put_data(out, id, &msg, true);
+}
+
+/// MadeYouReset (CVE-2025-8671): whole requests, each followed by a frame that
+/// makes *gantry* reset its stream. Those resets count against the abuser like
+/// the ones it sends: GOAWAY ENHANCE_YOUR_CALM after at most 1,000 of them, and
+/// no more calls than that reach the server.
+async fn made_you_reset(name: &str, provoke: fn(&mut Vec<u8>, u32)) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The abuser's calls go to a server of their own, so what reaches it is theirs.
+    let good = Backend::start("a").await;
+    let abused = Backend::start("abused").await;
+    let tasks = echo_task("a", &good, "", &[], &[])
+        + &crate::support::h2c_task(
+            "abused",
+            &abused,
+            "abused",
+            &format!("{} && Header(`x-abuser`, `yes`)", crate::support::ECHO_RULE),
+            1,
+        );
+    let gw = Gateway::start_custom(&tasks, EDGE, FILE).await;
+    let edge = gw.gantry.entrypoint("edge").expect("edge entrypoint");
+    let t = Target {
+        gw,
+        edge,
+        _backend: good,
+    };
+    let mut enc = Encoder::new();
+    let mut id = 1u32;
+    let ended = flood_attack(&t, name, preface(), move || {
+        frames(50, |out| {
+            whole_request(out, &mut enc, id);
+            provoke(out, id);
+            id += 2;
+        })
+    })
+    .await;
+    let debug = ended
+        .goaway
+        .as_ref()
+        .map(|g| g.1.clone())
+        .unwrap_or_default();
+    assert!(debug.contains("rapid reset"), "{name}: {debug}");
+    assert!(
+        ended.resets <= 1000,
+        "{name}: gantry reset {} streams before it closed the connection",
+        ended.resets
+    );
+    assert!(ended.resets > 0, "{name}: the frames provoked no reset");
+    let reached = abused.stats().calls();
+    eprintln!(
+        "{name}: gantry reset {} streams, {reached} calls reached the server",
+        ended.resets
+    );
+    assert!(
+        reached <= 1000,
+        "{name}: {reached} calls reached the server"
+    );
+    assert_eq!(closed(&t, "flood").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_by_window_overflow_gets_the_abuser_cut_off() {
+    // A WINDOW_UPDATE taking the stream's send window past 2^31-1: gantry must
+    // reset the stream with FLOW_CONTROL_ERROR (RFC 9113 §6.9.1).
+    made_you_reset("MadeYouReset (window overflow)", |out, id| {
+        frame::put_window_update(out, id, frame::MAX_WINDOW);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_by_data_after_end_stream_gets_the_abuser_cut_off() {
+    // DATA on a half-closed (remote) stream: a stream error STREAM_CLOSED (§5.1).
+    made_you_reset("MadeYouReset (DATA after END_STREAM)", |out, id| {
+        frame::put_data(out, id, b"more", false);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod balancing;
 mod cli;
+mod conformance;
 mod dashboard;
 mod deadlines;
 mod ecs;

@@ -207,6 +207,14 @@ impl Endpoint {
         self.outlier.observe(outcome, &self.display);
     }
 
+    /// A call that got no answer before its deadline: counted with `outcome`,
+    /// and as a failure for outlier detection whatever the service's codes are.
+    pub fn finished_unanswered(&self, outcome: crate::telemetry::Outcome, took: Duration) {
+        self.stats.finished(outcome, took);
+        self.outlier
+            .observe(crate::telemetry::Outcome::Reset, &self.display);
+    }
+
     /// The active health check passes, or there is none.
     pub fn check_ok(&self) -> bool {
         self.check.load().as_ref().is_none_or(|c| c.is_healthy())

@@ -137,6 +137,27 @@ fn classify(e: HpackError) -> HeadError {
     }
 }
 
+/// The `content-length` a head declares, if any (RFC 9110 §8.6): the DATA of its
+/// stream must add up to it (RFC 9113 §8.1.1). Several equal values are one; a
+/// value that is not a number, or differing values, make the head malformed.
+pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut found = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err("an invalid content-length");
+            }
+            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return Err("differing content-length values");
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
 /// Reads a request head (a server reading its client's HEADERS).
 pub fn decode_request(
     decoder: &mut Decoder,

@@ -10,6 +10,8 @@
 //!
 //! - [`frame`]: the frame header, types, flags, error codes, and frame writers;
 //! - [`hpack`]: header compression (RFC 7541);
+//! - [`stream`]: stream states (RFC 9113 §5.1) and the legality of every stream
+//!   frame, decided in one place; the closed-stream record; fair sending order;
 //! - [`wire`]: one connection's framing state (settings, connection windows, header
 //!   blocks, PING and SETTINGS answers);
 //! - [`head`]: request and response heads to and from header blocks, with the
@@ -18,4 +20,5 @@
 pub mod frame;
 pub mod head;
 pub mod hpack;
+pub mod stream;
 pub mod wire;

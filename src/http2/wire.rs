@@ -22,6 +22,13 @@ use tokio::io::AsyncWrite;
 
 use super::frame::{self, flag, kind, setting, Head, Reason, HEAD_LEN};
 use super::hpack::{Decoder, Encoder};
+use super::stream::{Closed, Role, Stream, Streams, Verdict};
+
+/// How long the peer may take to acknowledge our SETTINGS (RFC 9113 §6.5.3).
+pub const SETTINGS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The PING that follows a graceful shutdown's first GOAWAY: when it comes back,
+/// every stream the peer opened before it saw that GOAWAY has arrived.
+const DRAIN_PING: [u8; 8] = *b"gantry:g";
 
 /// What one side of a connection advertises in its SETTINGS.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +149,7 @@ impl Default for PeerSettings {
 }
 
 /// A connection error: GOAWAY with `reason`, `message` as its debug data.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {message}")]
 pub struct ConnError {
     pub reason: Reason,
@@ -195,11 +202,10 @@ pub enum Frame {
         reason: Reason,
         debug: Bytes,
     },
-    /// The peer's SETTINGS were applied and acknowledged; `window_delta` is how much
-    /// every stream's send window changed.
-    Settings {
-        window_delta: i64,
-    },
+    /// The peer's SETTINGS were applied and acknowledged; a new
+    /// SETTINGS_INITIAL_WINDOW_SIZE waits for [`Wire::take_window_delta`], so that a
+    /// stream opened from frames read before it starts from the old value.
+    Settings,
     /// One of our PINGs came back.
     PingAck([u8; 8]),
     /// A frame broke a rule of its stream only: reset it, the connection goes on.
@@ -207,6 +213,20 @@ pub enum Frame {
         stream: u32,
         reason: Reason,
     },
+}
+
+impl Frame {
+    /// The stream the frame is about (0: the connection).
+    pub fn stream(&self) -> u32 {
+        match *self {
+            Frame::Data { stream, .. }
+            | Frame::Headers { stream, .. }
+            | Frame::Reset { stream, .. }
+            | Frame::WindowUpdate { stream, .. }
+            | Frame::StreamError { stream, .. } => stream,
+            Frame::GoAway { .. } | Frame::Settings | Frame::PingAck(_) => 0,
+        }
+    }
 }
 
 /// A header block arriving in pieces.
@@ -227,8 +247,8 @@ const READ_CHUNK: usize = 16 << 10;
 
 /// The framing state of one connection.
 pub struct Wire {
-    pub rbuf: BytesMut,
-    pub wbuf: Vec<u8>,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
     /// Bytes of `wbuf` already written to the socket.
     written: usize,
     pub limits: Limits,
@@ -250,12 +270,22 @@ pub struct Wire {
     expect_settings: bool,
     resets: Bucket,
     control: Bucket,
+    /// Stream ids, and the streams closed recently.
+    streams: Streams,
+    /// Our SETTINGS went out then and are not acknowledged yet.
+    settings_unacked: Option<std::time::Instant>,
+    /// A SETTINGS_INITIAL_WINDOW_SIZE of the peer not yet applied to the streams.
+    window_pending: Option<u32>,
+    /// The lowest last-stream-id a GOAWAY of ours carried (it never rises).
+    goaway_sent: Option<u32>,
+    /// A graceful shutdown's PING is out; its answer sends the final GOAWAY.
+    draining: bool,
 }
 
 impl Wire {
     /// A connection where we are the server: the client's preface comes first.
     pub fn server(limits: Limits) -> Wire {
-        let mut w = Wire::new(limits);
+        let mut w = Wire::new(limits, Role::Server);
         w.expect_preface = true;
         w.start();
         w
@@ -263,13 +293,13 @@ impl Wire {
 
     /// A connection where we are the client: our preface goes first.
     pub fn client(limits: Limits) -> Wire {
-        let mut w = Wire::new(limits);
+        let mut w = Wire::new(limits, Role::Client);
         w.wbuf.extend_from_slice(frame::PREFACE);
         w.start();
         w
     }
 
-    fn new(limits: Limits) -> Wire {
+    fn new(limits: Limits, role: Role) -> Wire {
         Wire {
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
@@ -286,6 +316,11 @@ impl Wire {
             expect_settings: true,
             resets: Bucket::default(),
             control: Bucket::default(),
+            streams: Streams::new(role),
+            settings_unacked: None,
+            window_pending: None,
+            goaway_sent: None,
+            draining: false,
         }
     }
 
@@ -302,6 +337,7 @@ impl Wire {
                 (setting::MAX_HEADER_LIST_SIZE, l.max_header_list_size),
             ],
         );
+        self.settings_unacked = Some(std::time::Instant::now());
         let extra = i64::from(l.connection_window) - i64::from(frame::DEFAULT_WINDOW);
         if extra > 0 {
             frame::put_window_update(&mut self.wbuf, 0, extra as u32);
@@ -309,11 +345,161 @@ impl Wire {
         }
     }
 
-    /// Makes room to read into, in chunks.
-    pub fn reserve_read(&mut self) {
+    /// Bytes read before the connection was handed over (the entrypoint's sniff).
+    pub fn feed(&mut self, read: &[u8]) {
+        self.rbuf.extend_from_slice(read);
+    }
+
+    /// Reads what `io` has into the read buffer (in chunks): `Ok(0)` at its end.
+    pub fn poll_read<T: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(READ_CHUNK);
         }
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf)
+    }
+
+    /// Which end of the connection we are.
+    pub fn role(&self) -> Role {
+        self.streams.role()
+    }
+
+    /// What a stream frame from the peer means, given its stream's state here.
+    pub fn judge(&mut self, f: &Frame, live: Option<&Stream>) -> Verdict {
+        self.streams.judge(f, live)
+    }
+
+    /// The highest stream id the peer opened.
+    pub fn last_peer_stream(&self) -> u32 {
+        self.streams.last_peer()
+    }
+
+    /// An id for a new stream of ours, if any are left (they end at 2^31-1).
+    pub fn next_stream_id(&mut self) -> Option<u32> {
+        self.streams
+            .local_ids_left()
+            .then(|| self.streams.next_local())
+    }
+
+    /// Whether another stream of ours would still get an id.
+    pub fn stream_ids_left(&self) -> bool {
+        self.streams.local_ids_left()
+    }
+
+    /// A stream leaves the connection: remembered for the frames in flight.
+    pub fn closed(&mut self, id: u32, st: &Stream) {
+        self.streams.close(id, st);
+    }
+
+    /// A stream refused or reset as it opened, never kept.
+    pub fn closed_at_once(&mut self, id: u32) {
+        self.streams.remember(id, Closed::ResetSent);
+    }
+
+    /// Applies the peer's new SETTINGS_INITIAL_WINDOW_SIZE, if one came: how much
+    /// every open stream's send window moves (RFC 9113 §6.9.2).
+    pub fn take_window_delta(&mut self) -> i64 {
+        let Some(value) = self.window_pending.take() else {
+            return 0;
+        };
+        let delta = i64::from(value) - i64::from(self.peer.initial_window);
+        self.peer.initial_window = value;
+        delta
+    }
+
+    /// Whether our SETTINGS went unacknowledged for longer than allowed.
+    pub fn settings_overdue(&self, now: std::time::Instant) -> bool {
+        self.settings_unacked
+            .is_some_and(|at| now.saturating_duration_since(at) >= SETTINGS_TIMEOUT)
+    }
+
+    /// When our SETTINGS are overdue, if they are still unacknowledged.
+    pub fn settings_due(&self) -> Option<std::time::Instant> {
+        self.settings_unacked.map(|at| at + SETTINGS_TIMEOUT)
+    }
+
+    /// RST_STREAM for a stream the peer made us reset (a frame that broke its
+    /// rules, a malformed head): counted against the reset budget, like the resets
+    /// the peer sends (MadeYouReset, CVE-2025-8671).
+    pub fn reset_for_peer(&mut self, stream: u32, reason: Reason) -> Result<(), ConnError> {
+        frame::put_rst(&mut self.wbuf, stream, reason);
+        self.peer_fault()
+    }
+
+    /// RST_STREAM of gantry's own choosing (a cancelled call, an early answer).
+    pub fn reset(&mut self, stream: u32, reason: Reason) {
+        frame::put_rst(&mut self.wbuf, stream, reason);
+    }
+
+    pub fn window_update(&mut self, stream: u32, increment: u32) {
+        frame::put_window_update(&mut self.wbuf, stream, increment);
+    }
+
+    pub fn ping(&mut self, payload: [u8; 8]) {
+        frame::put_ping(&mut self.wbuf, false, payload);
+    }
+
+    /// An empty DATA frame ending `stream`.
+    pub fn end_stream(&mut self, stream: u32) {
+        frame::put_data(&mut self.wbuf, stream, &[], true);
+    }
+
+    /// GOAWAY: `last` is the highest peer stream we will process; it never rises
+    /// above an earlier GOAWAY's, and as the client (no stream is the server's) it
+    /// is 0 (RFC 9113 §6.8).
+    pub fn goaway(&mut self, last: u32, reason: Reason, debug: &[u8]) {
+        let last = match self.streams.role() {
+            Role::Client => 0,
+            Role::Server => last.min(self.goaway_sent.unwrap_or(u32::MAX)),
+        };
+        self.goaway_sent = Some(last);
+        self.draining = false;
+        frame::put_goaway(&mut self.wbuf, last, reason, debug);
+    }
+
+    /// A graceful shutdown's first step: GOAWAY with the highest stream id
+    /// (2^31-1) and a PING; the PING's answer sends the real last-stream-id, so
+    /// streams the peer opened before it saw the first GOAWAY are still served.
+    pub fn start_drain(&mut self) {
+        if self.goaway_sent.is_some() {
+            return;
+        }
+        let last = match self.streams.role() {
+            Role::Client => 0,
+            Role::Server => frame::MAX_WINDOW,
+        };
+        frame::put_goaway(&mut self.wbuf, last, Reason::NO_ERROR, b"shutting down");
+        self.goaway_sent = Some(last);
+        frame::put_ping(&mut self.wbuf, false, DRAIN_PING);
+        self.draining = true;
+    }
+
+    /// A graceful shutdown waits for its PING's answer.
+    pub fn drain_pending(&self) -> bool {
+        self.draining
+    }
+
+    /// Ends a graceful shutdown now (its PING came back, or took too long): the
+    /// final GOAWAY, with the highest stream the peer opened.
+    pub fn finish_drain(&mut self) {
+        if self.draining {
+            let last = self.streams.last_peer();
+            self.goaway(last, Reason::NO_ERROR, b"shutting down");
+        }
+    }
+
+    /// Whether a GOAWAY went out.
+    pub fn goaway_sent(&self) -> bool {
+        self.goaway_sent.is_some()
+    }
+
+    /// Whether new streams from the peer are refused: a GOAWAY with a real
+    /// last-stream-id went out (not a graceful shutdown's first one).
+    pub fn refusing_streams(&self) -> bool {
+        self.goaway_sent.is_some() && !self.draining
     }
 
     /// Output not yet written to the socket.
@@ -573,6 +759,9 @@ impl Wire {
                     ));
                 };
                 if head.has(flag::ACK) {
+                    if data == DRAIN_PING {
+                        self.finish_drain();
+                    }
                     return Ok(Some(Frame::PingAck(data)));
                 }
                 self.control_frame()?;
@@ -634,9 +823,9 @@ impl Wire {
         }
     }
 
-    /// A frame broke its stream's rules: the stream is reset, and that counts.
+    /// A frame broke its stream's rules: the owner resets the stream (and the
+    /// reset is counted then, as every reset the peer provokes is).
     fn stream_error(&mut self, stream: u32, reason: Reason) -> Result<Option<Frame>, ConnError> {
-        self.peer_fault()?;
         Ok(Some(Frame::StreamError { stream, reason }))
     }
 
@@ -776,6 +965,7 @@ impl Wire {
                     "a SETTINGS ACK with a payload",
                 ));
             }
+            self.settings_unacked = None;
             return Ok(None);
         }
         self.control_frame()?;
@@ -785,7 +975,6 @@ impl Wire {
                 "SETTINGS is not a multiple of 6 bytes",
             ));
         }
-        let mut window_delta = 0i64;
         for s in payload.chunks_exact(6) {
             let id = u16::from_be_bytes([s[0], s[1]]);
             let value = frame::read_u32(&s[2..]);
@@ -805,8 +994,7 @@ impl Wire {
                             "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
                         ));
                     }
-                    window_delta += i64::from(value) - i64::from(self.peer.initial_window);
-                    self.peer.initial_window = value;
+                    self.window_pending = Some(value);
                 }
                 setting::MAX_FRAME_SIZE => {
                     if !(frame::DEFAULT_MAX_FRAME_SIZE..=frame::MAX_MAX_FRAME_SIZE).contains(&value)
@@ -821,7 +1009,7 @@ impl Wire {
             }
         }
         frame::put_settings_ack(&mut self.wbuf);
-        Ok(Some(Frame::Settings { window_delta }))
+        Ok(Some(Frame::Settings))
     }
 }
 
@@ -860,7 +1048,7 @@ mod tests {
         frame::put_settings(&mut settings, &[(setting::INITIAL_WINDOW_SIZE, 100)]);
         w.rbuf.extend_from_slice(&settings);
         match w.next_frame() {
-            Ok(Some(Frame::Settings { window_delta })) => assert_eq!(window_delta, 100 - 65_535),
+            Ok(Some(Frame::Settings)) => assert_eq!(w.take_window_delta(), 100 - 65_535),
             other => panic!("want SETTINGS, got {other:?}"),
         }
         w.wbuf.clear();

@@ -72,6 +72,8 @@ pub struct Call {
     bytes_out: u64,
     log: Option<Box<LogContext>>,
     finished: bool,
+    /// The server never answered (see [`Call::unanswered`]).
+    silent: bool,
 }
 
 impl Call {
@@ -97,6 +99,7 @@ impl Call {
             bytes_out: 0,
             log,
             finished: false,
+            silent: false,
         }
     }
 
@@ -142,6 +145,18 @@ impl Call {
         self.conclude(outcome);
     }
 
+    /// Ends a call whose deadline passed with no answer from its server: it counts
+    /// DEADLINE_EXCEEDED, and as a failure of the server for outlier detection
+    /// (a paused or overloaded server answers nothing; its calls time out).
+    pub fn unanswered(mut self) {
+        self.silent = true;
+        let outcome = match self.grpc {
+            true => Outcome::Grpc(4),
+            false => Outcome::Http(504),
+        };
+        self.conclude(outcome);
+    }
+
     /// Ends the call as the response stream ended.
     pub fn finish(mut self, end: End) {
         let outcome = self.outcome(end);
@@ -170,7 +185,10 @@ impl Call {
         for s in self.scopes.each() {
             s.finished(outcome, took);
         }
-        self.endpoint.finished(outcome, took);
+        match self.silent {
+            true => self.endpoint.finished_unanswered(outcome, took),
+            false => self.endpoint.finished(outcome, took),
+        }
         if let Some(ctx) = self.log.take() {
             write_log(
                 &ctx,

@@ -39,6 +39,11 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The trailers ending a response whose deadline passed while it streamed.
+/// A client's cancel this close to its call's deadline (as gantry computed it from
+/// `grpc-timeout` on arrival) is the client giving up at the deadline: the
+/// client's clock started a little earlier than gantry's.
+pub const CANCEL_SLACK: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub fn exceeded_trailers() -> HeaderMap {
     let mut t = HeaderMap::new();
     t.insert("grpc-status", HeaderValue::from_static("4"));

@@ -40,15 +40,16 @@ use super::deadline;
 use super::entrypoint::Guards;
 use super::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
 use super::headers;
-use super::respond::{failure_head, is_grpc, Failure};
+use super::respond::{self, failure_head, is_grpc, Failure};
 use super::retry::RetryRule;
 use super::streams::StreamMap;
 use super::upstream::bridge;
 use super::{ConnCtx, Placement};
 use crate::balance::Endpoint;
-use crate::http2::frame::{self, Reason};
+use crate::http2::frame::Reason;
 use crate::http2::head::{self, HeadError};
-use crate::http2::wire::{grow_window, ConnError, Frame, Limits, Wire};
+use crate::http2::stream::{self as h2stream, Ready, Verdict};
+use crate::http2::wire::{ConnError, Frame, Limits, Wire};
 use crate::telemetry::Outcome;
 
 /// Output held before the task stops reading requests and taking answers.
@@ -57,6 +58,9 @@ const WRITE_HIGH: usize = 256 << 10;
 /// [`KEEPALIVE_TIMEOUT`] is gone (vanished without a FIN) and its calls end.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a graceful shutdown waits for its PING to come back before it sends
+/// the final GOAWAY anyway.
+const DRAIN_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A call's stream on this connection.
 struct Stream {
@@ -74,15 +78,17 @@ struct Stream {
     /// The one retry of a call no server saw is used.
     retried_unsent: bool,
     bytes_in: Option<Arc<AtomicU64>>,
-    /// What the client may still send.
-    recv_window: i64,
-    /// The client's END_STREAM came (or it reset).
-    recv_closed: bool,
-    /// What we may still send.
-    send_window: i64,
+    /// The stream's protocol state: windows, END_STREAM both ways, length due.
+    core: h2stream::Stream,
     head_sent: bool,
-    /// Listed in `blocked` already.
-    blocked: bool,
+}
+
+/// A request read but not yet sent on: if the client's next frame resets it
+/// (rapid reset) or makes us reset it (MadeYouReset), no server ever sees it.
+struct Held {
+    id: u32,
+    req: Request<()>,
+    core: h2stream::Stream,
 }
 
 /// Serves one HTTP/2 client connection; resolves when it is closed.
@@ -93,12 +99,12 @@ pub(crate) struct Downstream<T> {
     inbox: Arc<Inbox>,
     news: Vec<Arc<Exchange>>,
     streams: StreamMap<Stream>,
-    /// Streams whose answer waits for window or write room.
-    blocked: Vec<u32>,
-    /// The highest stream id the client opened.
-    last_stream: u32,
-    /// A GOAWAY went out: no new streams; close once the last one ends.
-    closing: bool,
+    /// Streams with response data to send, taking turns frame by frame.
+    ready: Ready,
+    /// The client sent GOAWAY: close once the last stream ends.
+    peer_away: bool,
+    /// A graceful shutdown's PING went out then.
+    drain_since: Option<Instant>,
     /// The connection ends once its output is written.
     ending: bool,
     read_closed: bool,
@@ -124,9 +130,7 @@ pub(crate) struct Downstream<T> {
     head_timeout: Duration,
     /// Since when a header block has been partly read.
     head_since: Option<Instant>,
-    /// A request read but not yet sent on: if the client's next frame resets it
-    /// (rapid reset), no server ever sees it.
-    held: Option<(u32, Request<()>, bool)>,
+    held: Option<Held>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -142,7 +146,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Downstream<T> {
         let mut wire = Wire::server(limits);
-        wire.rbuf.extend_from_slice(read);
+        wire.feed(read);
         let now = Instant::now();
         Downstream {
             io,
@@ -151,9 +155,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             inbox: Inbox::new(),
             news: Vec::new(),
             streams: StreamMap::default(),
-            blocked: Vec::new(),
-            last_stream: 0,
-            closing: false,
+            ready: Ready::default(),
+            peer_away: false,
+            drain_since: None,
             ending: false,
             read_closed: false,
             unread: true,
@@ -176,17 +180,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         }
     }
 
-    fn goaway(&mut self, reason: Reason, debug: &str) {
-        if self.closing {
-            return;
+    /// A graceful close (shutdown, idle): GOAWAY(2^31-1) and a PING, then the
+    /// real last-stream-id; the open calls finish.
+    fn drain(&mut self) {
+        if !self.wire.goaway_sent() {
+            self.wire.start_drain();
+            self.drain_since = Some(Instant::now());
         }
-        self.closing = true;
-        frame::put_goaway(
-            &mut self.wire.wbuf,
-            self.last_stream,
-            reason,
-            debug.as_bytes(),
-        );
+    }
+
+    /// No new streams, and the connection closes once the open ones end.
+    fn closing(&self) -> bool {
+        self.peer_away || self.wire.refusing_streams()
     }
 
     /// A connection error: GOAWAY, every call cancelled, close after writing.
@@ -201,8 +206,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
 
     fn close(&mut self, e: ConnError) {
         tracing::debug!(client = %self.ctx.client, error = %e, "client broke HTTP/2");
-        self.closing = false;
-        self.goaway(e.reason, &e.message);
+        let last = self.wire.last_peer_stream();
+        self.wire.goaway(last, e.reason, e.message.as_bytes());
         self.ending = true;
         self.cancel_all();
     }
@@ -212,20 +217,104 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             st.x.cancel(Reason::CANCEL);
             // The call is counted CANCELLED as it drops.
         }
-        self.blocked.clear();
+        self.ready.clear();
+    }
+
+    /// Takes a stream off the connection, remembering how it closed.
+    fn remove(&mut self, id: u32) -> Option<Stream> {
+        let st = self.streams.remove(id)?;
+        self.wire.closed(id, &st.core);
+        Some(st)
+    }
+
+    /// Drops a frame the state machine refused: a DATA frame's window comes
+    /// back, a header block is decoded to keep HPACK in step.
+    fn drop_frame(&mut self, f: &Frame) -> Result<(), ConnError> {
+        match f {
+            Frame::Data { flow, .. } => self.wire.release(*flow),
+            Frame::Headers { block, .. } => compression(head::decode_trailers(
+                &mut self.wire.decoder,
+                block,
+                usize::MAX,
+            ))?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The held request's stream gets a frame: a reset from the client, or one
+    /// that makes us reset it, and the call goes nowhere. True if it was dropped.
+    fn held_refused(&mut self, f: &Frame) -> Result<bool, ConnError> {
+        let Some(h) = self.held.as_mut().filter(|h| h.id == f.stream()) else {
+            return Ok(false);
+        };
+        let refused = match f {
+            Frame::Reset { .. } => Some(None),
+            Frame::WindowUpdate { increment, .. } => h.core.grow_send(*increment).err().map(Some),
+            // DATA that breaks the window or the declared length (tried on a copy:
+            // the stream takes it for real once dispatched).
+            Frame::Data {
+                data, end, flow, ..
+            } if !h.core.recv_closed() => h
+                .core
+                .clone()
+                .recv_data(data.len(), *flow, *end)
+                .err()
+                .map(Some),
+            _ => match self.wire.judge(f, Some(&h.core)) {
+                Verdict::Reset(r) => Some(Some(r)),
+                _ => None,
+            },
+        };
+        let Some(reason) = refused else {
+            return Ok(false);
+        };
+        let Some(h) = self.held.take() else {
+            return Ok(false);
+        };
+        self.drop_frame(f)?;
+        match reason {
+            Some(r) => {
+                let mut core = h.core;
+                core.reset_sent = true;
+                self.wire.closed(h.id, &core);
+                self.wire.reset_for_peer(h.id, r)?;
+            }
+            None => {
+                let mut core = h.core;
+                core.reset_received = true;
+                self.wire.closed(h.id, &core);
+            }
+        }
+        Ok(true)
     }
 
     fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
-        if let Some((held, ..)) = &self.held {
-            if matches!(f, Frame::Reset { stream, .. } if stream == *held) {
-                // Reset before anything else came: the call goes nowhere.
-                self.held = None;
-                return Ok(());
+        if self.held_refused(&f)? {
+            return Ok(());
+        }
+        self.release_held();
+        let id = f.stream();
+        if id != 0 {
+            let live = self.streams.get(id).map(|st| &st.core);
+            match self.wire.judge(&f, live) {
+                Verdict::Deliver => {}
+                Verdict::Open => {
+                    let Frame::Headers { end, block, .. } = &f else {
+                        return Ok(());
+                    };
+                    return self.on_request(id, *end, block);
+                }
+                Verdict::Ignore => return self.drop_frame(&f),
+                Verdict::Reset(reason) => {
+                    self.drop_frame(&f)?;
+                    return self.reset_for_client(id, reason);
+                }
+                Verdict::Fail(e) => return Err(e),
             }
-            self.release_held();
         }
         match f {
-            Frame::Headers { stream, end, block } => self.on_headers(stream, end, &block)?,
+            Frame::Headers { stream, end, block } => self.on_trailers(stream, end, &block)?,
             Frame::Data {
                 stream,
                 data,
@@ -233,53 +322,73 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 flow,
             } => self.on_data(stream, data, end, flow)?,
             Frame::Reset { stream, .. } => {
-                if stream > self.last_stream {
-                    return Err(ConnError::new(
-                        Reason::PROTOCOL_ERROR,
-                        "RST_STREAM on an idle stream",
-                    ));
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.core.reset_received = true;
                 }
-                if let Some(st) = self.streams.remove(stream) {
+                if let Some(mut st) = self.remove(stream) {
+                    // A client that gives up at its deadline with no answer yet
+                    // says the server did not answer in time: that counts against
+                    // the server, as gantry's own deadline would.
+                    let due = st
+                        .deadline
+                        .is_some_and(|at| std::time::Instant::now() + deadline::CANCEL_SLACK >= at);
+                    if due && !st.head_sent {
+                        if let Some(call) = st.call.take() {
+                            call.unanswered();
+                        }
+                    }
                     st.x.cancel(Reason::CANCEL);
                     self.touch();
                 }
             }
             Frame::WindowUpdate { stream, increment } => {
                 if stream == 0 {
-                    self.pump_blocked();
+                    self.pump_ready();
                 } else if let Some(st) = self.streams.get_mut(stream) {
-                    if grow_window(&mut st.send_window, increment) {
-                        self.respond(stream);
-                    } else {
-                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
+                    match st.core.grow_send(increment) {
+                        Ok(()) => self.respond(stream),
+                        Err(reason) => self.reset_for_client(stream, reason)?,
                     }
                 }
             }
-            Frame::Settings { window_delta } => {
-                if window_delta != 0 {
+            Frame::Settings => {
+                let delta = self.wire.take_window_delta();
+                if delta != 0 {
                     for (_, st) in self.streams.iter_mut() {
-                        st.send_window += window_delta;
+                        st.core.shift_send(delta)?;
                     }
-                    self.pump_all();
+                    if delta > 0 {
+                        self.pump_all();
+                    }
                 }
             }
             Frame::GoAway { .. } => {
                 // The client opens no more streams; the open ones finish.
-                self.closing = true;
+                self.peer_away = true;
             }
-            Frame::PingAck(_) => self.ping_due = None,
-            Frame::StreamError { stream, reason } => self.reset(stream, reason),
+            Frame::PingAck(_) => {
+                self.ping_due = None;
+                if !self.wire.drain_pending() {
+                    self.drain_since = None;
+                }
+            }
+            Frame::StreamError { stream, reason } => self.reset_for_client(stream, reason)?,
         }
         Ok(())
     }
 
-    /// Resets a stream: its call is cancelled on the server too.
-    fn reset(&mut self, id: u32, reason: Reason) {
-        frame::put_rst(&mut self.wire.wbuf, id, reason);
-        if let Some(st) = self.streams.remove(id) {
+    /// Resets a stream the client made us reset (counted against its reset
+    /// budget); its call is cancelled on the server too.
+    fn reset_for_client(&mut self, id: u32, reason: Reason) -> Result<(), ConnError> {
+        match self.streams.get_mut(id) {
+            Some(st) => st.core.reset_sent = true,
+            None => self.wire.closed_at_once(id),
+        }
+        if let Some(st) = self.remove(id) {
             st.x.cancel(Reason::CANCEL);
             self.touch();
         }
+        self.wire.reset_for_peer(id, reason)
     }
 
     /// Notes activity for the idle timeout (the clock is read once per round).
@@ -287,36 +396,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         self.active = true;
     }
 
-    fn on_headers(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
+    /// HEADERS opening a new stream: a request.
+    fn on_request(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
         let max = self.wire.limits.max_header_list_size as usize;
-        if self.streams.contains(id) {
-            return self.on_trailers(id, end, block, max);
-        }
-        if id % 2 == 0 {
-            let _ = head::decode_trailers(&mut self.wire.decoder, block, usize::MAX);
-            return Err(ConnError::new(
-                Reason::PROTOCOL_ERROR,
-                "a client opened an even-numbered stream",
-            ));
-        }
-        if id <= self.last_stream {
-            // A stream already over here (answered early and reset, say): the
-            // client's trailers may still be on their way. Decoded for the
-            // compression context, then ignored (RFC 9113 §5.1, closed).
-            return compression(
-                head::decode_trailers(&mut self.wire.decoder, block, usize::MAX).map(drop),
-            );
-        }
-        self.last_stream = id;
         let decoded = head::decode_request(&mut self.wire.decoder, block, max);
-        if self.closing {
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::REFUSED_STREAM);
+        if self.wire.refusing_streams() || self.peer_away {
+            self.wire.closed_at_once(id);
+            self.wire.reset(id, Reason::REFUSED_STREAM);
             return compression(decoded).map(drop);
         }
         if self.streams.len() >= self.wire.limits.max_concurrent_streams as usize {
             // Past the limit it was told: each such stream counts as a reset.
-            self.wire.peer_fault()?;
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::REFUSED_STREAM);
+            self.wire.closed_at_once(id);
+            self.wire.reset_for_peer(id, Reason::REFUSED_STREAM)?;
             return compression(decoded).map(drop);
         }
         let req = match decoded {
@@ -334,61 +426,64 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                         dst,
                     )
                 });
+                self.wire.closed_at_once(id);
                 if !end {
-                    frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+                    self.wire.reset(id, Reason::NO_ERROR);
                 }
                 return Ok(());
             }
             Err(HeadError::Malformed(why)) => {
                 tracing::debug!(client = %self.ctx.client, stream = id, why, "malformed request");
-                self.wire.peer_fault()?;
-                frame::put_rst(&mut self.wire.wbuf, id, Reason::PROTOCOL_ERROR);
-                return Ok(());
+                self.wire.closed_at_once(id);
+                return self.wire.reset_for_peer(id, Reason::PROTOCOL_ERROR);
             }
         };
+        let mut core = h2stream::Stream::new(
+            self.wire.peer.initial_window,
+            self.wire.limits.stream_window,
+        );
+        match head::content_length(req.headers()) {
+            Ok(len) => core.expect_length(len),
+            Err(why) => {
+                tracing::debug!(client = %self.ctx.client, stream = id, why, "malformed request");
+                self.wire.closed_at_once(id);
+                return self.wire.reset_for_peer(id, Reason::PROTOCOL_ERROR);
+            }
+        }
+        if end && core.recv_end_without_data().is_err() {
+            // A content-length with no DATA to match it (RFC 9113 §8.1.1).
+            self.wire.closed_at_once(id);
+            return self.wire.reset_for_peer(id, Reason::PROTOCOL_ERROR);
+        }
         // Sent on once the next frame is read (or the read buffer is done).
-        self.held = Some((id, req, end));
+        self.held = Some(Held { id, req, core });
         Ok(())
     }
 
     /// Sends on the request held back, if any.
     fn release_held(&mut self) {
-        if let Some((id, req, end)) = self.held.take() {
-            self.dispatch(id, req, end);
+        if let Some(h) = self.held.take() {
+            self.dispatch(h);
         }
     }
 
-    fn on_trailers(
-        &mut self,
-        id: u32,
-        end: bool,
-        block: &[u8],
-        max: usize,
-    ) -> Result<(), ConnError> {
+    /// A header block on an open stream: the client's trailers.
+    fn on_trailers(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
+        let max = self.wire.limits.max_header_list_size as usize;
         let trailers = match head::decode_trailers(&mut self.wire.decoder, block, max) {
             Ok(t) => t,
             Err(HeadError::Compression(e)) => {
                 return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
             }
-            Err(_) => {
-                self.wire.peer_fault()?;
-                self.reset(id, Reason::PROTOCOL_ERROR);
-                return Ok(());
-            }
+            Err(_) => return self.reset_for_client(id, Reason::PROTOCOL_ERROR),
         };
         let Some(st) = self.streams.get_mut(id) else {
             return Ok(());
         };
-        if st.recv_closed || !end {
-            let reason = if st.recv_closed {
-                Reason::STREAM_CLOSED
-            } else {
-                Reason::PROTOCOL_ERROR
-            };
-            self.reset(id, reason);
-            return Ok(());
+        // Trailers end the stream, and its declared length must be complete.
+        if !end || st.core.recv_end_without_data().is_err() {
+            return self.reset_for_client(id, Reason::PROTOCOL_ERROR);
         }
-        st.recv_closed = true;
         let x = st.x.clone();
         let notify = {
             let mut s = x.lock();
@@ -403,7 +498,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
     }
 
     /// Places a new call and hands it to its server.
-    fn dispatch(&mut self, id: u32, mut req: Request<()>, end: bool) {
+    fn dispatch(&mut self, held: Held) {
+        let Held { id, mut req, core } = held;
+        let end = core.recv_closed();
         let started = std::time::Instant::now();
         self.touch();
         let grpc = is_grpc(req.headers());
@@ -415,6 +512,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         let placed = match self.ctx.place(&req, started, grpc) {
             Placement::Placed(p) => p,
             Placement::Refused(f, msg) => {
+                self.wire.closed_at_once(id);
                 self.refuse(id, grpc, f, &msg, !end);
                 return;
             }
@@ -422,6 +520,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         let endpoint = placed.call.endpoint().clone();
         if let Err(msg) = self.ctx.prepare(&mut req, &endpoint, placed.pass_host) {
             placed.call.fail(Failure::Unreachable.outcome(grpc).0);
+            self.wire.closed_at_once(id);
             self.refuse(id, grpc, Failure::Unreachable, &msg, !end);
             return;
         }
@@ -449,11 +548,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 attempts_left,
                 retried_unsent: false,
                 bytes_in: placed.bytes_in,
-                recv_window: i64::from(self.wire.limits.stream_window),
-                recv_closed: end,
-                send_window: i64::from(self.wire.peer.initial_window),
+                core,
                 head_sent: false,
-                blocked: false,
             },
         );
         if let Some(at) = deadline {
@@ -470,34 +566,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         write_answer(&mut self.wire, id, &head, text.map(Bytes::from), i64::MAX);
         if body_follows {
             // The answer is whole: the client may stop sending.
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+            self.wire.reset(id, Reason::NO_ERROR);
         }
     }
 
     fn on_data(&mut self, id: u32, data: Bytes, end: bool, flow: usize) -> Result<(), ConnError> {
-        if id > self.last_stream {
-            return Err(ConnError::new(
-                Reason::PROTOCOL_ERROR,
-                "DATA on an idle stream",
-            ));
-        }
         let Some(st) = self.streams.get_mut(id) else {
-            // A stream already answered and reset: its data is dropped.
             self.wire.release(flow);
             return Ok(());
         };
-        if st.recv_closed {
+        if let Err(reason) = st.core.recv_data(data.len(), flow, end) {
             self.wire.release(flow);
-            self.reset(id, Reason::STREAM_CLOSED);
-            return Ok(());
+            return self.reset_for_client(id, reason);
         }
-        if flow as i64 > st.recv_window {
-            self.wire.release(flow);
-            self.reset(id, Reason::FLOW_CONTROL_ERROR);
-            return Ok(());
-        }
-        st.recv_window -= flow as i64;
-        st.recv_closed = end;
         if let Some(b) = &st.bytes_in {
             b.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
@@ -525,15 +606,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         Ok(())
     }
 
-    fn pump_blocked(&mut self) {
-        if self.blocked.is_empty() {
-            return;
-        }
-        let blocked = std::mem::take(&mut self.blocked);
-        for id in blocked {
+    /// Streams with data take turns, a frame each, while the connection window
+    /// and the write buffer have room.
+    fn pump_ready(&mut self) {
+        let mut turns = self.ready.len();
+        while turns > 0 && self.wire.send_window > 0 && self.wire.pending() < WRITE_HIGH {
+            let Some(id) = self.ready.pop() else {
+                break;
+            };
+            turns -= 1;
             if let Some(st) = self.streams.get_mut(id) {
-                st.blocked = false;
+                st.core.ready = false;
                 self.respond(id);
+                if self.ready.len() > turns {
+                    // Back in the queue: it gets another turn after the others.
+                    turns += 1;
+                }
             }
         }
     }
@@ -564,9 +652,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         s.client_turn();
         // Request data the server took: the client may send as much again.
         let credit = std::mem::take(&mut s.req.released);
-        if credit > 0 && !st.recv_closed && x.server_is_conn() {
-            frame::put_window_update(&mut self.wire.wbuf, id, credit as u32);
-            st.recv_window += credit as i64;
+        if credit > 0 && !st.core.recv_closed() && x.server_is_conn() {
+            self.wire.window_update(id, credit as u32);
+            st.core.recv_window += credit as i64;
         }
         if !st.head_sent {
             let Some(res) = s.res_head.take() else {
@@ -602,6 +690,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             });
             st.head_sent = true;
             if ended {
+                st.core.end_send();
                 self.finish(id, End::Complete);
                 return;
             }
@@ -610,29 +699,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         let Some(st) = self.streams.get_mut(id) else {
             return;
         };
-        // Data, as far as the windows and the write buffer allow; whatever is
-        // queued (many small messages, say) leaves as one frame.
+        // One DATA frame per turn: whatever is queued (many small messages, say)
+        // leaves as one frame, as far as the windows and the write buffer allow;
+        // a stream with more to send waits behind the others' turns.
         let mut done = false;
-        loop {
+        if s.res.queued > 0 && !st.core.ready {
             let room = WRITE_HIGH.saturating_sub(self.wire.pending());
             let max = st
+                .core
                 .send_window
                 .min(self.wire.send_window)
                 .min(room as i64)
                 .min(i64::from(self.wire.peer.max_frame_size))
                 .max(0) as usize;
             let queued = s.res.queued;
-            if queued > 0 {
-                if max == 0 {
-                    if !st.blocked {
-                        st.blocked = true;
-                        self.blocked.push(id);
-                    }
-                    break;
-                }
+            if max > 0 {
                 let n = queued.min(max);
                 let last = n == queued && s.res.end && s.res.trailers.is_none();
-                st.send_window -= n as i64;
+                st.core.send_window -= n as i64;
                 let res = &mut s.res;
                 let mut owed = 0;
                 self.wire
@@ -642,23 +726,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                     call.data(n);
                 }
                 if last {
+                    st.core.end_send();
                     done = true;
-                    break;
                 }
-                continue;
             }
+            if !done && s.res.queued > 0 && st.core.send_window > 0 {
+                self.ready.push(id, &mut st.core);
+            }
+        }
+        if !done && s.res.queued == 0 {
             if let Some(t) = s.res.trailers.take() {
                 if let Some(call) = st.call.as_mut() {
                     call.trailers(&t);
                 }
                 self.wire
                     .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                st.core.end_send();
                 done = true;
             } else if s.res.end {
-                frame::put_data(&mut self.wire.wbuf, id, &[], true);
+                self.wire.end_stream(id);
+                st.core.end_send();
                 done = true;
             }
-            break;
         }
         let broken = !done && s.res.queued == 0 && !s.res.end && s.server_end.is_some();
         let tell_server = !done
@@ -675,15 +764,57 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if done {
             self.finish(id, End::Complete);
         } else if broken {
-            // The server's answer broke off: so does the client's.
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::INTERNAL_ERROR);
+            // The server's answer broke off: so does the client's, as a gRPC
+            // status a client's retry policy understands where it is gRPC.
+            let why = x.lock().server_end.clone();
+            if let (Some(ServerEnd::Silent(silent)), Some(call)) = (&why, st_call(self, id)) {
+                call.endpoint().observe_unreachable(silent.to_string());
+            }
+            self.break_off(id, why.as_ref().map(describe_end));
             self.finish(id, End::Broken);
+        }
+    }
+
+    /// Ends a stream whose answer started and cannot be completed: trailers with
+    /// UNAVAILABLE for a gRPC call (the head went out, so only trailers can say
+    /// why), RST_STREAM INTERNAL_ERROR for anything else.
+    fn break_off(&mut self, id: u32, why: Option<String>) {
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        if st.grpc && !st.core.send_closed() {
+            let server = st.call.as_ref().map(|c| c.endpoint().address().to_string());
+            let msg = format!(
+                "service {:?}: server {} broke off its answer: {}",
+                st.service_name,
+                server.unwrap_or_default(),
+                why.as_deref().unwrap_or("the server's stream ended early")
+            );
+            let t = respond::grpc_trailers(Failure::Unreachable.grpc_code(), &msg);
+            if let Some(call) = st.call.as_mut() {
+                call.trailers(&t);
+            }
+            self.wire
+                .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+            st.core.end_send();
+        } else {
+            st.core.reset_sent = true;
+            self.wire.reset(id, Reason::INTERNAL_ERROR);
         }
     }
 
     /// The response went out whole (or broke): the stream is over on our side.
     fn finish(&mut self, id: u32, end: End) {
-        let Some(mut st) = self.streams.remove(id) else {
+        let recv_closed = match self.streams.get_mut(id) {
+            Some(st) => {
+                if !st.core.recv_closed() {
+                    st.core.reset_sent = true;
+                }
+                st.core.recv_closed()
+            }
+            None => return,
+        };
+        let Some(mut st) = self.remove(id) else {
             return;
         };
         if let Some(call) = st.call.take() {
@@ -692,9 +823,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         if end == End::Complete {
             self.wire.call_completed();
         }
-        if !st.recv_closed {
+        if !recv_closed {
             // Answered before the client finished sending: it may stop now.
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+            self.wire.reset(id, Reason::NO_ERROR);
             st.x.cancel(Reason::CANCEL);
         } else if end == End::Broken {
             st.x.cancel(Reason::CANCEL);
@@ -704,7 +835,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
 
     /// Fails a call with an answer of gantry's own (if none started yet).
     fn fail_call(&mut self, id: u32, f: Failure, msg: &str, outcome: Outcome) {
-        let Some(mut st) = self.streams.remove(id) else {
+        let Some(st) = self.streams.get_mut(id) else {
             return;
         };
         if let Some(call) = st.call.take() {
@@ -712,20 +843,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         }
         st.x.cancel(Reason::CANCEL);
         if st.head_sent {
-            frame::put_rst(&mut self.wire.wbuf, id, Reason::INTERNAL_ERROR);
+            self.break_off(id, Some(msg.to_string()));
         } else {
             let (head, text) = failure_head(st.grpc, f, msg);
-            write_answer(
-                &mut self.wire,
-                id,
-                &head,
-                text.map(Bytes::from),
-                st.send_window,
-            );
-            if !st.recv_closed {
-                frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
-            }
+            let window = st.core.send_window;
+            st.core.end_send();
+            write_answer(&mut self.wire, id, &head, text.map(Bytes::from), window);
         }
+        let Some(st) = self.streams.get_mut(id) else {
+            return;
+        };
+        let answered = st.core.send_closed();
+        if !st.core.recv_closed() {
+            st.core.reset_sent = true;
+            self.wire.reset(id, Reason::NO_ERROR);
+        } else if !answered {
+            st.core.reset_sent = true;
+        }
+        self.remove(id);
         self.touch();
     }
 
@@ -753,6 +888,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             ),
             ServerEnd::Reset(r) => (false, format!("the server reset the stream ({r})")),
             ServerEnd::Lost(why) => (false, why.to_string()),
+            ServerEnd::Silent(why) => {
+                // No new calls until a connection to it completes a handshake.
+                endpoint.observe_unreachable(why.to_string());
+                (false, why.to_string())
+            }
         };
         if unseen && !st.retried_unsent {
             let headers = st.x.lock().req_head.as_ref().map(|h| h.headers().clone());
@@ -890,17 +1030,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 let t = deadline::exceeded_trailers();
                 self.wire
                     .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                if let Some(mut st) = self.streams.remove(id) {
+                st.core.end_send();
+                let recv_closed = st.core.recv_closed();
+                if !recv_closed {
+                    st.core.reset_sent = true;
+                }
+                if let Some(mut st) = self.remove(id) {
                     if let Some(call) = st.call.take() {
                         call.fail(outcome);
                     }
                     st.x.cancel(Reason::CANCEL);
-                    if !st.recv_closed {
-                        frame::put_rst(&mut self.wire.wbuf, id, Reason::NO_ERROR);
+                    if !recv_closed {
+                        self.wire.reset(id, Reason::NO_ERROR);
                     }
                 }
             } else {
                 let server = st.call.as_ref().map(|c| c.endpoint().address().to_string());
+                // No answer by the deadline: the server's failure, for outliers.
+                if let Some(call) = st.call.take() {
+                    call.unanswered();
+                }
                 let msg = format!(
                     "deadline exceeded: gantry ended the call after the client's grpc-timeout, waiting for server {} of service {:?}",
                     server.unwrap_or_default(),
@@ -919,12 +1068,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             .peek()
             .map(|Reverse((at, _))| Instant::from_std(*at));
         let idle = match self.idle {
-            Some(idle) if self.streams.is_empty() && !self.closing => Some(self.last_active + idle),
+            Some(idle) if self.streams.is_empty() && !self.wire.goaway_sent() => {
+                Some(self.last_active + idle)
+            }
             _ => None,
         };
         let keepalive = self.ping_due.unwrap_or(self.last_read + KEEPALIVE_INTERVAL);
         let head = self.head_since.map(|since| since + self.head_timeout);
-        [deadline, idle, head]
+        let drain = self.drain_since.map(|since| since + DRAIN_PING_TIMEOUT);
+        let settings = self.wire.settings_due().map(Instant::from_std);
+        [deadline, idle, head, drain, settings]
             .into_iter()
             .flatten()
             .fold(keepalive, Instant::min)
@@ -959,6 +1112,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             ));
             return true;
         }
+        if self.wire.settings_overdue(now.into_std()) {
+            self.close(ConnError::new(
+                Reason::SETTINGS_TIMEOUT,
+                "the client did not acknowledge gantry's SETTINGS in time",
+            ));
+            return true;
+        }
+        if self
+            .drain_since
+            .is_some_and(|since| now >= since + DRAIN_PING_TIMEOUT)
+        {
+            // The client did not answer the shutdown's PING: the final GOAWAY now.
+            self.wire.finish_drain();
+            self.drain_since = None;
+        }
         match self.ping_due {
             Some(due) if now >= due => {
                 tracing::debug!(client = %self.ctx.client, "client did not answer a PING in time: closing");
@@ -967,15 +1135,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                 return true;
             }
             None if now >= self.last_read + KEEPALIVE_INTERVAL => {
-                frame::put_ping(&mut self.wire.wbuf, false, *b"gantry:)");
+                self.wire.ping(*b"gantry:)");
                 self.ping_due = Some(now + KEEPALIVE_TIMEOUT);
             }
             _ => {}
         }
         if let Some(idle) = self.idle {
-            if self.streams.is_empty() && !self.closing && now >= self.last_active + idle {
+            if self.streams.is_empty() && !self.wire.goaway_sent() && now >= self.last_active + idle
+            {
                 tracing::debug!(client = %self.ctx.client, "client connection idle: closing it");
-                self.goaway(Reason::NO_ERROR, "idle");
+                self.drain();
             }
         }
         true
@@ -1001,8 +1170,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             self.frames();
             return true;
         }
-        self.wire.reserve_read();
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.wire.rbuf) {
+        match self.wire.poll_read(&mut self.io, cx) {
             Poll::Pending => false,
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                 // The client is gone: so are its calls.
@@ -1059,6 +1227,20 @@ fn write_answer(wire: &mut Wire, id: u32, res: &Response<()>, body: Option<Bytes
     }
 }
 
+fn st_call<T>(d: &Downstream<T>, id: u32) -> Option<&Call> {
+    d.streams.get(id).and_then(|st| st.call.as_ref())
+}
+
+/// Why a server's side of a call ended, for the message that tells the client.
+fn describe_end(end: &ServerEnd) -> String {
+    match end {
+        ServerEnd::Unsent(e) => e.to_string(),
+        ServerEnd::Refused => "the server refused the stream".to_string(),
+        ServerEnd::Reset(r) => format!("the server reset the stream ({r})"),
+        ServerEnd::Lost(why) | ServerEnd::Silent(why) => why.to_string(),
+    }
+}
+
 fn compression<T>(decoded: Result<T, HeadError>) -> Result<(), ConnError> {
     match decoded {
         Err(HeadError::Compression(e)) => {
@@ -1105,9 +1287,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                 if this.poll_timer(cx) {
                     progress = true;
                 }
-                if !this.closing && this.shutdown.as_mut().poll(cx).is_ready() {
-                    this.goaway(Reason::NO_ERROR, "shutting down");
+                if !this.wire.goaway_sent() && this.shutdown.as_mut().poll(cx).is_ready() {
+                    this.drain();
                     progress = true;
+                }
+                if !this.ready.is_empty() {
+                    this.pump_ready();
                 }
             }
             if this.wire.pending() > 0 && !this.deferred && !this.ending {
@@ -1119,8 +1304,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
             this.deferred = false;
             match this.wire.poll_write(&mut this.io, cx) {
                 Ok(wrote) => {
-                    if wrote && this.wire.pending() == 0 && !this.blocked.is_empty() {
-                        this.pump_blocked();
+                    if wrote && this.wire.pending() == 0 && !this.ready.is_empty() {
+                        this.pump_ready();
                         progress = true;
                     }
                 }
@@ -1129,7 +1314,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
                     return Poll::Ready(());
                 }
             }
-            let over = this.ending || (this.closing && this.streams.is_empty());
+            let over =
+                this.ending || (this.closing() && this.streams.is_empty() && this.held.is_none());
             if over && this.wire.pending() == 0 {
                 let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                 this.cancel_all();

@@ -299,7 +299,15 @@ impl Conn {
         let client = self.ctx.client;
         let handshake = tls.acceptor.accept(stream);
         match tokio::time::timeout(self.settings.header_timeout, handshake).await {
-            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Ok(stream)) => {
+                // ALPN h2: HTTP/2 whatever the bytes say (a bad preface gets its
+                // GOAWAY from the HTTP/2 side, RFC 9113 §3.4).
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                match h2 {
+                    true => self.serve_h2(stream, &[]).await,
+                    false => self.serve(stream).await,
+                }
+            }
             Ok(Err(e)) => {
                 Guards::count(&self.ctx.guards.tls_handshake);
                 tracing::debug!(%client, error = %e, "TLS handshake failed");
@@ -330,23 +338,12 @@ impl Conn {
                 return;
             }
         };
-        let mut stop = self.stop;
-        if first.starts_with(PREFACE) {
-            let shutdown = Box::pin(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            Downstream::new(
-                stream,
-                &first,
-                self.ctx,
-                self.settings.http2,
-                self.settings.idle_timeout,
-                self.settings.header_timeout,
-                shutdown,
-            )
-            .await;
-            return;
+        if !is_http1(&first) {
+            // The preface, or bytes that are not HTTP/1.1 either: HTTP/2, which
+            // answers a bad preface with GOAWAY PROTOCOL_ERROR.
+            return self.serve_h2(stream, &first).await;
         }
+        let mut stop = self.stop;
         let activity = Arc::new(Activity::default());
         let guards = self.ctx.guards.clone();
         let service = ConnService {
@@ -383,7 +380,34 @@ impl Conn {
     }
 }
 
-/// Reads until the bytes are, or cannot be, the HTTP/2 preface.
+impl Conn {
+    async fn serve_h2<T>(self, stream: T, first: &[u8])
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut stop = self.stop;
+        let shutdown = Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        Downstream::new(
+            stream,
+            first,
+            self.ctx,
+            self.settings.http2,
+            self.settings.idle_timeout,
+            self.settings.header_timeout,
+            shutdown,
+        )
+        .await;
+    }
+}
+
+/// The longest first line read to tell HTTP/1.1 from a broken HTTP/2 preface;
+/// past it, the bytes go to HTTP/1.1 (which answers a long request line itself).
+const FIRST_LINE_MAX: usize = 8 << 10;
+
+/// Reads until the bytes are the HTTP/2 preface, or hold a whole first line (or
+/// [`FIRST_LINE_MAX`] bytes) that is not.
 async fn sniff<T: AsyncRead + Unpin>(stream: &mut T) -> std::io::Result<Vec<u8>> {
     let mut first = Vec::with_capacity(PREFACE.len());
     let mut buf = [0u8; 1024];
@@ -394,10 +418,29 @@ async fn sniff<T: AsyncRead + Unpin>(stream: &mut T) -> std::io::Result<Vec<u8>>
         }
         first.extend_from_slice(&buf[..n]);
         let k = first.len().min(PREFACE.len());
-        if first.len() >= PREFACE.len() || first[..k] != PREFACE[..k] {
+        if first[..k] == PREFACE[..k] {
+            if first.len() >= PREFACE.len() {
+                return Ok(first);
+            }
+            continue;
+        }
+        if first.contains(&b'\n') || first.len() >= FIRST_LINE_MAX {
             return Ok(first);
         }
     }
+}
+
+/// Whether the first bytes are an HTTP/1.x request line (`… HTTP/1.1`), or too
+/// long to tell: anything else that is not the preface is a broken HTTP/2 one.
+fn is_http1(first: &[u8]) -> bool {
+    if first.starts_with(PREFACE) {
+        return false;
+    }
+    let Some(end) = first.iter().position(|&b| b == b'\n') else {
+        return first.len() >= FIRST_LINE_MAX;
+    };
+    let line = first[..end].strip_suffix(b"\r").unwrap_or(&first[..end]);
+    line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")
 }
 
 pin_project_lite::pin_project! {

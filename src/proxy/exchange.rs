@@ -61,6 +61,8 @@ pub enum ServerEnd {
     Reset(Reason),
     /// The connection failed under the call.
     Lost(Arc<str>),
+    /// The server stopped answering (a PING went unanswered) under the call.
+    Silent(Arc<str>),
 }
 
 /// One direction of a call's body: data chunks, then trailers or the end.

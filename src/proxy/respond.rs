@@ -97,6 +97,18 @@ pub fn failure_head(grpc: bool, failure: Failure, message: &str) -> (Response<()
     (res, Some(format!("{message}\n")))
 }
 
+/// Trailers ending a gRPC call whose response head already went out: the status
+/// `code` and `message` (percent-encoded as gRPC's wire format asks).
+pub fn grpc_trailers(code: u8, message: &str) -> http::HeaderMap {
+    let mut t = http::HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    let encoded = utf8_percent_encode(message, GRPC_MESSAGE).to_string();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        t.insert("grpc-message", v);
+    }
+    t
+}
+
 /// Whether a request is gRPC: its content type is `application/grpc` or a subtype
 /// (`application/grpc+proto`, `application/grpc-web…` is not gRPC over HTTP/2).
 pub fn is_grpc(headers: &http::HeaderMap) -> bool {

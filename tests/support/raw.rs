@@ -9,7 +9,7 @@ use bytes::{Buf, BytesMut};
 use gantry::http2::frame::{self, flag, kind, Head, Reason, HEAD_LEN};
 use gantry::http2::hpack::{Decoder, Encoder, Header, Pseudo};
 use http::{HeaderName, HeaderValue};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::DEADLINE;
@@ -42,6 +42,7 @@ pub enum Got {
     },
     Ping {
         ack: bool,
+        payload: [u8; 8],
     },
     WindowUpdate {
         stream: u32,
@@ -50,8 +51,12 @@ pub enum Got {
     Other(u8),
 }
 
+/// A connection a raw client speaks over: TCP (h2c) or TLS (h2 by ALPN).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct Raw {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     rbuf: BytesMut,
     pub encoder: Encoder,
     decoder: Decoder,
@@ -60,18 +65,61 @@ pub struct Raw {
 impl Raw {
     /// Connects and sends the preface with `settings` (id, value).
     pub async fn connect(addr: std::net::SocketAddr, settings: &[(u16, u32)]) -> Raw {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut raw = Raw::bare(addr).await;
+        raw.preface(settings).await;
+        raw
+    }
+
+    /// A TCP connection with nothing sent yet (for tests of the preface itself).
+    pub async fn bare(addr: std::net::SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).await.expect("connect");
         // Frames go out as written (no Nagle wait behind a small one).
         stream.set_nodelay(true).expect("nodelay");
-        let mut out = frame::PREFACE.to_vec();
-        frame::put_settings(&mut out, settings);
-        stream.write_all(&out).await.expect("preface");
+        Raw::over(Box::new(stream))
+    }
+
+    /// A raw client over `stream` (a TLS stream that agreed on h2, say), with
+    /// nothing sent yet.
+    pub fn over(stream: Box<dyn Io>) -> Raw {
         Raw {
             stream,
             rbuf: BytesMut::new(),
             encoder: Encoder::new(),
             decoder: Decoder::new(4096),
         }
+    }
+
+    /// Sends the connection preface and SETTINGS with `settings` (id, value).
+    pub async fn preface(&mut self, settings: &[(u16, u32)]) {
+        let mut out = frame::PREFACE.to_vec();
+        frame::put_settings(&mut out, settings);
+        self.send(&out).await;
+    }
+
+    /// Sends SETTINGS (not the first: see [`Raw::preface`]).
+    pub async fn settings(&mut self, settings: &[(u16, u32)]) {
+        let mut out = Vec::new();
+        frame::put_settings(&mut out, settings);
+        self.send(&out).await;
+    }
+
+    /// Acknowledges the router's SETTINGS.
+    pub async fn settings_ack(&mut self) {
+        let mut out = Vec::new();
+        frame::put_settings_ack(&mut out);
+        self.send(&out).await;
+    }
+
+    pub async fn rst(&mut self, stream: u32, reason: Reason) {
+        let mut out = Vec::new();
+        frame::put_rst(&mut out, stream, reason);
+        self.send(&out).await;
+    }
+
+    pub async fn ping_ack(&mut self, payload: [u8; 8]) {
+        let mut out = Vec::new();
+        frame::put_ping(&mut out, true, payload);
+        self.send(&out).await;
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -232,6 +280,7 @@ impl Raw {
             },
             kind::PING => Got::Ping {
                 ack: head.has(flag::ACK),
+                payload: payload.try_into().unwrap_or_default(),
             },
             kind::WINDOW_UPDATE => Got::WindowUpdate {
                 stream: head.stream,

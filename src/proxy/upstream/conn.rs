@@ -26,9 +26,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::UpstreamError;
-use crate::http2::frame::{self, Reason};
+use crate::http2::frame::Reason;
 use crate::http2::head;
-use crate::http2::wire::{grow_window, ConnError, Frame, Limits, Wire};
+use crate::http2::stream::{self as h2stream, Ready, Verdict};
+use crate::http2::wire::{ConnError, Frame, Limits, Wire};
 use crate::proxy::exchange::{Exchange, Inbox, ServerEnd, CREDIT_STEP};
 use crate::proxy::streams::StreamMap;
 
@@ -37,6 +38,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// PINGs on a quiet connection find a server that vanished without a FIN.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls waiting on a connection silent this long get a PING…
+const SILENT_AFTER: Duration = Duration::from_millis(500);
+/// …which a live server answers within this: a server that stops answering but
+/// keeps its connection open (a paused or deadlocked task: the kernel still ACKs)
+/// is found in well under two seconds, not at the next keep-alive.
+const SILENT_PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Output held before the task stops taking more request data in.
 const WRITE_HIGH: usize = 256 << 10;
 
@@ -106,8 +113,8 @@ pub async fn run(
     };
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        opened(&handle, addr, "h2c");
-        let why = Conn::new(stream, addr, handle.clone(), limits).await;
+        tracing::debug!(%addr, "upstream h2c connection dialled");
+        let why = Conn::new(stream, addr, handle.clone(), limits, "h2c").await;
         tracing::debug!(%addr, reason = %why, "upstream h2c connection closed");
         return;
     };
@@ -124,11 +131,12 @@ pub async fn run(
         let message = "the server did not agree to HTTP/2 (ALPN h2)".to_string();
         return fail_dial(&handle, UpstreamError::Tls { addr, message });
     }
-    opened(&handle, addr, "h2");
-    let why = Conn::new(stream, addr, handle.clone(), limits).await;
+    let why = Conn::new(stream, addr, handle.clone(), limits, "h2").await;
     tracing::debug!(%addr, reason = %why, "upstream h2 connection closed");
 }
 
+/// The server's SETTINGS came: the connection is open (a server that accepts TCP
+/// but never speaks HTTP/2, a paused one say, never gets here).
 fn opened(handle: &Handle, addr: SocketAddr, proto: &str) {
     handle.set(OPEN);
     handle.dialled.notify_waiters();
@@ -149,13 +157,11 @@ fn fail_dial(handle: &Handle, e: UpstreamError) {
 /// A stream open on the connection.
 struct Stream {
     x: Arc<Exchange>,
-    /// What we may still send.
-    send_window: i64,
-    /// What the server may still send.
-    recv_window: i64,
+    /// The stream's protocol state: windows, END_STREAM both ways, length due.
+    core: h2stream::Stream,
     head_received: bool,
-    sent_end: bool,
-    recv_end: bool,
+    /// The request was HEAD: a content-length in the answer has no DATA.
+    head_request: bool,
 }
 
 struct Conn<T> {
@@ -166,19 +172,22 @@ struct Conn<T> {
     streams: StreamMap<Stream>,
     /// Calls waiting for the server to allow another stream.
     waiting: VecDeque<Arc<Exchange>>,
-    /// Streams with request data held back by a window or a full write buffer.
-    blocked: Vec<u32>,
+    /// Streams with request data to send, taking turns frame by frame.
+    ready: Ready,
     news: Vec<Arc<Exchange>>,
-    next_id: u32,
     /// Connection credit given back so far (from `Inbox::released`).
     credit_seen: u64,
     goaway: Option<u32>,
     /// Why the connection is ending, once it is.
     ending: Option<Arc<str>>,
     timer: Pin<Box<Sleep>>,
-    /// A PING is out; the connection dies if it is not answered in time.
-    ping_out: bool,
+    /// A PING is out; the connection dies if it is not answered by then.
+    ping_due: Option<Instant>,
+    /// The connection ends because the server stopped answering (not a close).
+    unresponsive: bool,
+    started: Instant,
     last_read: Instant,
+    proto: &'static str,
     /// The server's first SETTINGS arrived.
     settings_received: bool,
     /// The write was put off once, for other tasks to add to it.
@@ -187,7 +196,13 @@ struct Conn<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
-    fn new(io: T, addr: SocketAddr, handle: Arc<Handle>, limits: Limits) -> Conn<T> {
+    fn new(
+        io: T,
+        addr: SocketAddr,
+        handle: Arc<Handle>,
+        limits: Limits,
+        proto: &'static str,
+    ) -> Conn<T> {
         let now = Instant::now();
         Conn {
             io,
@@ -196,15 +211,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             handle,
             streams: StreamMap::default(),
             waiting: VecDeque::new(),
-            blocked: Vec::new(),
+            ready: Ready::default(),
             news: Vec::new(),
-            next_id: 1,
             credit_seen: 0,
             goaway: None,
             ending: None,
-            timer: Box::pin(tokio::time::sleep_until(now + KEEPALIVE_INTERVAL)),
-            ping_out: false,
+            timer: Box::pin(tokio::time::sleep_until(now + CONNECT_TIMEOUT)),
+            ping_due: None,
+            unresponsive: false,
+            started: now,
             last_read: now,
+            proto,
             settings_received: false,
             deferred: false,
             deferral: crate::proxy::coalesce::Deferral::here(),
@@ -218,7 +235,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             && self.goaway.is_none()
             && self.ending.is_none()
             && (self.streams.len() as u64) < u64::from(self.wire.peer.max_concurrent_streams)
-            && self.next_id < frame::MAX_WINDOW
+            && self.wire.stream_ids_left()
     }
 
     /// A call from the inbox with news from its client side.
@@ -231,11 +248,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             let id = s.server_stream;
             drop(s);
             if id != 0 {
-                if let Some(st) = self.streams.remove(id) {
-                    if !(st.sent_end && st.recv_end) {
-                        frame::put_rst(&mut self.wire.wbuf, id, Reason::CANCEL);
+                if let Some(st) = self.streams.get_mut(id) {
+                    if st.core.state != h2stream::State::Closed {
+                        st.core.reset_sent = true;
+                        self.wire.reset(id, Reason::CANCEL);
                     }
                 }
+                self.remove(id);
             } else {
                 self.waiting.retain(|w| !Arc::ptr_eq(w, &x));
             }
@@ -256,9 +275,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     fn open(&mut self, x: Arc<Exchange>) {
-        let id = self.next_id;
-        self.next_id += 2;
-        if self.next_id >= frame::MAX_WINDOW {
+        let Some(id) = self.wire.next_stream_id() else {
+            self.handle.set(DRAINING);
+            self.waiting.push_front(x);
+            return;
+        };
+        if !self.wire.stream_ids_left() {
             // Stream ids run out: the pool dials a fresh connection for new calls.
             self.handle.set(DRAINING);
         }
@@ -266,6 +288,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         s.opened = true;
         s.server_stream = id;
         let end = s.req.end && s.req.is_drained();
+        let head_request = s
+            .req_head
+            .as_ref()
+            .is_some_and(|r| r.method() == http::Method::HEAD);
         if let Some(req) = &s.req_head {
             self.wire
                 .headers(id, end, |enc, dst| head::encode_request(enc, req, dst));
@@ -277,16 +303,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         if tell_client {
             x.wake_client();
         }
-        let window = i64::from(self.wire.peer.initial_window);
+        let mut core = h2stream::Stream::new(
+            self.wire.peer.initial_window,
+            self.wire.limits.stream_window,
+        );
+        if end {
+            core.end_send();
+        }
         self.streams.insert(
             id,
             Stream {
                 x,
-                send_window: window,
-                recv_window: i64::from(self.wire.limits.stream_window),
+                core,
                 head_received: false,
-                sent_end: end,
-                recv_end: false,
+                head_request,
             },
         );
         if !end {
@@ -294,8 +324,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
-    /// Sends what a stream's request has ready, as far as windows and the write
-    /// buffer allow; collects the client's credit for the response.
+    /// Takes a stream off the connection, remembering how it closed.
+    fn remove(&mut self, id: u32) -> Option<Stream> {
+        let st = self.streams.remove(id)?;
+        self.wire.closed(id, &st.core);
+        Some(st)
+    }
+
+    /// Sends what a stream's request has ready, one DATA frame a turn as far as
+    /// windows and the write buffer allow (a stream with more waits behind the
+    /// others' turns); collects the client's credit for the response.
     fn pump(&mut self, id: u32) {
         let Some(st) = self.streams.get_mut(id) else {
             return;
@@ -304,50 +342,49 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let mut s = x.lock();
         // Response data the client took: the server may send as much again.
         let credit = std::mem::take(&mut s.res.released);
-        if credit > 0 && !st.recv_end {
-            frame::put_window_update(&mut self.wire.wbuf, id, credit as u32);
-            st.recv_window += credit as i64;
+        if credit > 0 && !st.core.recv_closed() {
+            self.wire.window_update(id, credit as u32);
+            st.core.recv_window += credit as i64;
         }
         let mut tell_client = false;
-        let mut held = false;
-        while !st.sent_end {
+        if !st.core.send_closed() && s.req.queued > 0 && !st.core.ready {
             let room = WRITE_HIGH.saturating_sub(self.wire.pending());
             let max = st
+                .core
                 .send_window
                 .min(self.wire.send_window)
                 .min(room as i64)
                 .min(i64::from(self.wire.peer.max_frame_size))
                 .max(0) as usize;
-            match (s.req.queued, max) {
-                (0, _) => {}
-                (_, 0) => {
-                    held = true;
-                    break;
-                }
-                (queued, max) => {
-                    // Whatever is queued (many small messages, say) leaves as one frame.
-                    let n = queued.min(max);
-                    let last = n == queued && s.req.end && s.req.trailers.is_none();
-                    st.send_window -= n as i64;
-                    let req = &mut s.req;
-                    let mut owed = 0;
-                    self.wire
-                        .data_with(id, n, last, |dst| owed = req.take_into(n, dst));
-                    x.credit_client(owed);
-                    st.sent_end = last;
-                    continue;
+            let queued = s.req.queued;
+            if max > 0 {
+                // Whatever is queued (many small messages, say) leaves as one frame.
+                let n = queued.min(max);
+                let last = n == queued && s.req.end && s.req.trailers.is_none();
+                st.core.send_window -= n as i64;
+                let req = &mut s.req;
+                let mut owed = 0;
+                self.wire
+                    .data_with(id, n, last, |dst| owed = req.take_into(n, dst));
+                x.credit_client(owed);
+                if last {
+                    st.core.end_send();
                 }
             }
+            if !st.core.send_closed() && s.req.queued > 0 && st.core.send_window > 0 {
+                self.ready.push(id, &mut st.core);
+            }
+        }
+        if !st.core.send_closed() && s.req.queued == 0 {
             // All data sent: the trailers or the end, if they are there.
             if let Some(t) = s.req.trailers.take() {
                 self.wire
                     .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                st.sent_end = true;
+                st.core.end_send();
             } else if s.req.end {
-                frame::put_data(&mut self.wire.wbuf, id, &[], true);
-                st.sent_end = true;
+                self.wire.end_stream(id);
+                st.core.end_send();
             }
-            break;
         }
         if (s.req.released >= CREDIT_STEP && !s.req.end)
             || (s.req.producer_waiting && s.req.queued < super::task::LIMIT)
@@ -355,26 +392,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             s.req.producer_waiting = false;
             tell_client = s.notify_client();
         }
-        let done = st.sent_end && st.recv_end;
+        let done = st.core.state == h2stream::State::Closed;
         drop(s);
-        if held {
-            self.blocked.push(id);
-        }
         if tell_client {
             x.wake_client();
         }
         if done {
-            self.streams.remove(id);
+            self.remove(id);
         }
     }
 
-    fn pump_blocked(&mut self) {
-        if self.blocked.is_empty() {
-            return;
-        }
-        let blocked = std::mem::take(&mut self.blocked);
-        for id in blocked {
-            self.pump(id);
+    /// Streams with data take turns, a frame each, while the connection window
+    /// and the write buffer have room.
+    fn pump_ready(&mut self) {
+        let mut turns = self.ready.len();
+        while turns > 0 && self.wire.send_window > 0 && self.wire.pending() < WRITE_HIGH {
+            let Some(id) = self.ready.pop() else {
+                break;
+            };
+            turns -= 1;
+            if let Some(st) = self.streams.get_mut(id) {
+                st.core.ready = false;
+                self.pump(id);
+                if self.ready.len() > turns {
+                    turns += 1;
+                }
+            }
         }
     }
 
@@ -391,6 +434,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
+        let id = f.stream();
+        if id != 0 {
+            let live = self.streams.get(id).map(|st| &st.core);
+            match self.wire.judge(&f, live) {
+                Verdict::Deliver => {}
+                Verdict::Ignore => return self.drop_frame(&f),
+                Verdict::Reset(reason) => {
+                    self.drop_frame(&f)?;
+                    self.reset(id, reason);
+                    return Ok(());
+                }
+                Verdict::Fail(e) => return Err(e),
+                Verdict::Open => {
+                    return Err(ConnError::new(
+                        Reason::PROTOCOL_ERROR,
+                        "a server opened a stream",
+                    ))
+                }
+            }
+        }
         match f {
             Frame::Headers { stream, end, block } => self.on_headers(stream, end, &block)?,
             Frame::Data {
@@ -400,7 +463,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 flow,
             } => self.on_data(stream, data, end, flow),
             Frame::Reset { stream, reason } => {
-                if let Some(st) = self.streams.remove(stream) {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.core.reset_received = true;
+                }
+                if let Some(st) = self.remove(stream) {
                     let why = if reason == Reason::REFUSED_STREAM && !st.head_received {
                         ServerEnd::Refused
                     } else {
@@ -411,24 +477,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             }
             Frame::WindowUpdate { stream, increment } => {
                 if stream == 0 {
-                    self.pump_blocked();
+                    self.pump_ready();
                 } else if let Some(st) = self.streams.get_mut(stream) {
-                    if grow_window(&mut st.send_window, increment) {
-                        self.pump(stream);
-                    } else {
-                        self.reset(stream, Reason::FLOW_CONTROL_ERROR);
+                    match st.core.grow_send(increment) {
+                        Ok(()) => self.pump(stream),
+                        Err(reason) => self.reset(stream, reason),
                     }
                 }
             }
-            Frame::Settings { window_delta } => {
-                self.settings_received = true;
-                if window_delta != 0 {
+            Frame::Settings => {
+                if !self.settings_received {
+                    self.settings_received = true;
+                    opened(&self.handle, self.addr, self.proto);
+                }
+                let delta = self.wire.take_window_delta();
+                if delta != 0 {
                     for (_, st) in self.streams.iter_mut() {
-                        st.send_window += window_delta;
+                        st.core.shift_send(delta)?;
                     }
                 }
                 self.open_waiting();
-                self.pump_blocked();
+                let ids = self.streams.ids();
+                for id in ids {
+                    self.pump(id);
+                }
             }
             Frame::GoAway {
                 last_stream,
@@ -445,7 +517,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     .map(|(id, _)| id)
                     .collect();
                 for id in refused {
-                    if let Some(st) = self.streams.remove(id) {
+                    if let Some(st) = self.remove(id) {
                         st.x.end_server(ServerEnd::Refused);
                     }
                 }
@@ -458,16 +530,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     self.ending = Some(format!("the server sent GOAWAY with {reason}").into());
                 }
             }
-            Frame::PingAck(_) => self.ping_out = false,
+            Frame::PingAck(_) => self.ping_due = None,
             Frame::StreamError { stream, reason } => self.reset(stream, reason),
+        }
+        Ok(())
+    }
+
+    /// Drops a frame the state machine refused: a DATA frame's window comes
+    /// back, a header block is decoded to keep HPACK in step.
+    fn drop_frame(&mut self, f: &Frame) -> Result<(), ConnError> {
+        match f {
+            Frame::Data { flow, .. } => self.wire.release(*flow),
+            Frame::Headers { block, .. } => {
+                if let Err(head::HeadError::Compression(e)) =
+                    head::decode_trailers(&mut self.wire.decoder, block, usize::MAX)
+                {
+                    return Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()));
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
 
     /// Resets one stream (the server broke its rules); its call fails.
     fn reset(&mut self, id: u32, reason: Reason) {
-        frame::put_rst(&mut self.wire.wbuf, id, reason);
-        if let Some(st) = self.streams.remove(id) {
+        self.wire.reset(id, reason);
+        match self.streams.get_mut(id) {
+            Some(st) => st.core.reset_sent = true,
+            None => self.wire.closed_at_once(id),
+        }
+        if let Some(st) = self.remove(id) {
             st.x.end_server(ServerEnd::Reset(reason));
         }
     }
@@ -475,21 +568,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     fn on_headers(&mut self, id: u32, end: bool, block: &[u8]) -> Result<(), ConnError> {
         let max = self.wire.limits.max_header_list_size as usize;
         let Some(st) = self.streams.get_mut(id) else {
-            // A stream we already reset or finished; or one we never opened.
-            if id % 2 == 0 || id >= self.next_id {
-                return Err(ConnError::new(
-                    Reason::PROTOCOL_ERROR,
-                    "HEADERS on a stream gantry never opened",
-                ));
-            }
-            return head::decode_trailers(&mut self.wire.decoder, block, usize::MAX)
-                .map(drop)
-                .or_else(|e| match e {
-                    head::HeadError::Compression(e) => {
-                        Err(ConnError::new(Reason::COMPRESSION_ERROR, e.to_string()))
-                    }
-                    _ => Ok(()),
-                });
+            return self.drop_frame(&Frame::Headers {
+                stream: id,
+                end,
+                block: bytes::Bytes::copy_from_slice(block),
+            });
         };
         let x = st.x.clone();
         if !st.head_received {
@@ -510,8 +593,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 }
                 return Ok(());
             }
+            // A HEAD answer, 204 and 304 carry a length but no DATA (RFC 9110 §8.6).
+            let bodiless = st.head_request || matches!(res.status().as_u16(), 204 | 304);
+            match head::content_length(res.headers()) {
+                Ok(len) if !bodiless => st.core.expect_length(len),
+                Ok(_) => {}
+                Err(_) => {
+                    self.reset(id, Reason::PROTOCOL_ERROR);
+                    return Ok(());
+                }
+            }
+            if end && st.core.recv_end_without_data().is_err() {
+                self.reset(id, Reason::PROTOCOL_ERROR);
+                return Ok(());
+            }
             st.head_received = true;
-            st.recv_end = end;
             let notify = {
                 let mut s = x.lock();
                 s.res_head = Some(res);
@@ -522,10 +618,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 x.wake_client();
             }
         } else {
-            if !end {
-                self.reset(id, Reason::PROTOCOL_ERROR);
-                return Ok(());
-            }
             let trailers = match head::decode_trailers(&mut self.wire.decoder, block, max) {
                 Ok(t) => t,
                 Err(head::HeadError::Compression(e)) => {
@@ -536,7 +628,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     return Ok(());
                 }
             };
-            st.recv_end = true;
+            if !end || st.core.recv_end_without_data().is_err() {
+                self.reset(id, Reason::PROTOCOL_ERROR);
+                return Ok(());
+            }
             let notify = {
                 let mut s = x.lock();
                 s.res.trailers = Some(trailers);
@@ -547,30 +642,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 x.wake_client();
             }
         }
-        if st.sent_end && st.recv_end {
-            self.streams.remove(id);
+        if st.core.state == h2stream::State::Closed {
+            self.remove(id);
         }
         Ok(())
     }
 
     fn on_data(&mut self, id: u32, data: bytes::Bytes, end: bool, flow: usize) {
         let Some(st) = self.streams.get_mut(id) else {
-            // Data racing our reset: nobody takes it, its window comes back now.
             self.wire.release(flow);
             return;
         };
-        if !st.head_received || flow as i64 > st.recv_window {
-            let reason = if st.head_received {
-                Reason::FLOW_CONTROL_ERROR
-            } else {
-                Reason::PROTOCOL_ERROR
-            };
+        if !st.head_received {
+            self.wire.release(flow);
+            self.reset(id, Reason::PROTOCOL_ERROR);
+            return;
+        }
+        if let Err(reason) = st.core.recv_data(data.len(), flow, end) {
             self.wire.release(flow);
             self.reset(id, reason);
             return;
         }
-        st.recv_window -= flow as i64;
-        st.recv_end = end;
         // The padding's share of the window came back in `Wire`; the data's comes
         // back as the client takes it.
         let x = st.x.clone();
@@ -583,18 +675,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         if notify {
             x.wake_client();
         }
-        if st.sent_end && st.recv_end {
-            self.streams.remove(id);
+        if st.core.state == h2stream::State::Closed {
+            self.remove(id);
         }
     }
 
     /// Everything still here fails: streams as lost, unopened calls as unsent.
     fn fail_all(&mut self, why: Arc<str>) {
         self.handle.set(CLOSED);
-        let unsent = Arc::new(UpstreamError::Closed {
-            addr: self.addr,
-            why: why.clone(),
+        let unsent = Arc::new(match self.unresponsive {
+            true => UpstreamError::Unresponsive {
+                addr: self.addr,
+                why: why.clone(),
+            },
+            false => UpstreamError::Closed {
+                addr: self.addr,
+                why: why.clone(),
+            },
         });
+        if !self.settings_received {
+            // It never opened: probes waiting on the dial learn why.
+            self.handle.failure.store(Some(unsent.clone()));
+            self.handle.dialled.notify_waiters();
+        }
         for x in self.handle.inbox.close() {
             if !x.lock().opened {
                 x.end_server(ServerEnd::Unsent(unsent.clone()));
@@ -604,7 +707,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             x.end_server(ServerEnd::Unsent(unsent.clone()));
         }
         for (_, st) in self.streams.drain() {
-            st.x.end_server(ServerEnd::Lost(why.clone()));
+            st.x.end_server(match self.unresponsive {
+                true => ServerEnd::Silent(why.clone()),
+                false => ServerEnd::Lost(why.clone()),
+            });
         }
     }
 
@@ -617,27 +723,72 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
-    /// Keep-alive: PING a quiet connection, give up on one that does not answer.
+    /// Whether calls are waiting on the server: streams whose answer is not over.
+    fn calls_waiting(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// Keep-alive, and liveness under load: a quiet connection gets a PING after
+    /// [`KEEPALIVE_INTERVAL`]; one that calls wait on gets one after
+    /// [`SILENT_AFTER`] of silence, to be answered within [`SILENT_PING_TIMEOUT`].
+    /// A server that does not answer is gone; so is one whose SETTINGS never came.
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
-        if self.timer.as_mut().poll(cx).is_pending() {
-            return;
+        loop {
+            let at = self.next_check();
+            if self.timer.deadline() != at {
+                self.timer.as_mut().reset(at);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            let now = Instant::now();
+            if !self.settings_received {
+                self.ending = Some(
+                    format!("the server sent no SETTINGS within {CONNECT_TIMEOUT:?} of the dial")
+                        .into(),
+                );
+                self.unresponsive = true;
+                return;
+            }
+            if let Some(due) = self.ping_due {
+                if now >= due {
+                    let waited = match self.calls_waiting() {
+                        true => SILENT_PING_TIMEOUT,
+                        false => KEEPALIVE_TIMEOUT,
+                    };
+                    self.ending = Some(
+                        format!("the server stopped answering: no PING answer within {waited:?}")
+                            .into(),
+                    );
+                    self.unresponsive = true;
+                    return;
+                }
+                continue;
+            }
+            let quiet = now.duration_since(self.last_read);
+            if self.calls_waiting() && quiet >= SILENT_AFTER {
+                self.wire.ping(*b"gantry:?");
+                self.ping_due = Some(now + SILENT_PING_TIMEOUT);
+            } else if quiet >= KEEPALIVE_INTERVAL {
+                self.wire.ping(*b"gantry:)");
+                self.ping_due = Some(now + KEEPALIVE_TIMEOUT);
+            }
         }
-        let now = Instant::now();
-        if self.ping_out {
-            self.ending = Some("the server did not answer a PING in time".into());
-            return;
+    }
+
+    /// When the keep-alive timer should fire next.
+    fn next_check(&self) -> Instant {
+        if !self.settings_received {
+            return self.started + CONNECT_TIMEOUT;
         }
-        if now.duration_since(self.last_read) >= KEEPALIVE_INTERVAL {
-            frame::put_ping(&mut self.wire.wbuf, false, *b"gantry:)");
-            self.ping_out = true;
-            self.timer.as_mut().reset(now + KEEPALIVE_TIMEOUT);
-        } else {
-            self.timer
-                .as_mut()
-                .reset(self.last_read + KEEPALIVE_INTERVAL);
+        if let Some(due) = self.ping_due {
+            return due;
         }
-        // The timer must be polled once more to be armed.
-        let _ = self.timer.as_mut().poll(cx);
+        let after = match self.calls_waiting() {
+            true => SILENT_AFTER,
+            false => KEEPALIVE_INTERVAL,
+        };
+        self.last_read + after
     }
 }
 
@@ -653,16 +804,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                 this.ending = Some("cut: the server was removed and its drain time is over".into());
             }
             if this.ending.is_none() && this.wire.pending() < WRITE_HIGH {
-                this.wire.reserve_read();
-                match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.wire.rbuf)
-                {
+                match this.wire.poll_read(&mut this.io, cx) {
                     Poll::Ready(Ok(0)) => {
                         this.ending = Some("the server closed the connection".into())
                     }
                     Poll::Ready(Ok(_)) => {
                         progress = true;
                         this.last_read = Instant::now();
-                        this.ping_out = false;
                         loop {
                             match this.wire.next_frame() {
                                 Ok(Some(f)) => {
@@ -695,6 +843,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                 }
                 this.news = news;
                 this.collect_credit();
+                if !this.ready.is_empty() {
+                    this.pump_ready();
+                }
                 this.poll_keepalive(cx);
             }
             if this.wire.pending() > 0 && !this.deferred && this.ending.is_none() {
@@ -706,8 +857,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
             this.deferred = false;
             match this.wire.poll_write(&mut this.io, cx) {
                 Ok(wrote) => {
-                    if wrote && this.wire.pending() == 0 && !this.blocked.is_empty() {
-                        this.pump_blocked();
+                    if wrote && this.wire.pending() == 0 && !this.ready.is_empty() {
+                        this.pump_ready();
                         progress = true;
                     }
                 }
@@ -722,6 +873,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
                 this.ending = Some("the server sent GOAWAY and every stream ended".into());
             }
             if let Some(why) = this.ending.clone() {
+                if !this.wire.goaway_sent() && !this.unresponsive {
+                    // gantry closes the connection: it says so (RFC 9113 §6.8).
+                    this.wire.goaway(0, Reason::NO_ERROR, b"");
+                    let _ = this.wire.poll_write(&mut this.io, cx);
+                }
                 if this.wire.pending() == 0 || this.handle.cut.load(Ordering::Acquire) {
                     this.fail_all(why.clone());
                     return Poll::Ready(why);
@@ -745,8 +901,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
 impl<T> Conn<T> {
     fn protocol_error(&mut self, e: ConnError) {
         tracing::debug!(addr = %self.addr, error = %e, "upstream broke HTTP/2");
-        let last = self.next_id.saturating_sub(2);
-        frame::put_goaway(&mut self.wire.wbuf, last, e.reason, e.message.as_bytes());
+        // As the client, gantry processes no stream of the server's: 0.
+        self.wire.goaway(0, e.reason, e.message.as_bytes());
         self.ending = Some(format!("HTTP/2 error from the server: {e}").into());
     }
 }

@@ -62,6 +62,10 @@ pub enum UpstreamError {
     /// The connection closed before the call could be sent.
     #[error("the connection to {addr} closed before the call was sent: {why}")]
     Closed { addr: SocketAddr, why: Arc<str> },
+    /// The server accepted the connection but stopped answering on it (a paused
+    /// or deadlocked task: no SETTINGS, or no PING answer, in time).
+    #[error("server {addr} stopped answering: {why}")]
+    Unresponsive { addr: SocketAddr, why: Arc<str> },
     /// One failure shared by every call it stopped.
     #[error("{0}")]
     Shared(Arc<UpstreamError>),
@@ -73,7 +77,8 @@ impl UpstreamError {
         match self {
             UpstreamError::Connect { .. }
             | UpstreamError::ConnectTimeout { .. }
-            | UpstreamError::Tls { .. } => true,
+            | UpstreamError::Tls { .. }
+            | UpstreamError::Unresponsive { .. } => true,
             UpstreamError::Shared(e) => e.is_connect(),
             _ => false,
         }

@@ -87,7 +87,7 @@ pub async fn send(
                     addr,
                     source: format!("the server reset the stream ({r})").into(),
                 },
-                ServerEnd::Lost(why) => UpstreamError::Request {
+                ServerEnd::Lost(why) | ServerEnd::Silent(why) => UpstreamError::Request {
                     addr,
                     source: why.to_string().into(),
                 },
