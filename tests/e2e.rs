@@ -18,6 +18,7 @@ mod label_corpus;
 mod layers;
 mod lifecycle;
 mod outliers;
+mod paused;
 mod proxy;
 mod reload;
 mod resilience;
