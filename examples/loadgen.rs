@@ -8,6 +8,8 @@
 //! loadgen --url http://127.0.0.1:8000 --mode bidi --streams 64 --seconds 10
 //! # one bidi stream with 32 messages in flight
 //! loadgen --url http://127.0.0.1:8000 --mode bidi --streams 1 --window 32 --seconds 10
+//! # unary calls at 200 calls/s on the one connection a 64 MiB download shares
+//! loadgen --url http://127.0.0.1:8000 --mode shared --conns 1 --rate 200 --download-mib 64
 //! # 10,000 idle HTTP/2 connections, and what they cost process 1234 in memory
 //! loadgen --url http://127.0.0.1:8000 --mode idle --conns 10000 --rss-pid 1234
 //! ```
@@ -38,6 +40,10 @@ enum Mode {
     Rate,
     /// `--streams` bidi streams, each keeping `--window` messages in flight.
     Bidi,
+    /// Unary calls at `--rate` calls/s on the connection a server-streaming
+    /// download of `--download-mib` MiB shares, until the download ends: whether
+    /// small answers wait behind a bulk one.
+    Shared,
     /// `--conns` HTTP/2 connections that make no call, held open while the
     /// resident memory of `--rss-pid` is read before and after.
     Idle,
@@ -68,6 +74,9 @@ struct Args {
     /// Messages in flight per stream (mode bidi).
     #[arg(long, default_value_t = 1)]
     window: usize,
+    /// MiB the download of mode shared fetches.
+    #[arg(long, default_value_t = 64)]
+    download_mib: u32,
     /// The process whose memory the idle connections are charged to (mode idle).
     #[arg(long)]
     rss_pid: Option<u32>,
@@ -136,6 +145,7 @@ async fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let tally = match args.mode {
         Mode::Idle => return idle::run(&args.url, args.conns, args.rss_pid).await,
         Mode::Rate => rate(&channels, args.rate.max(1), length, payload).await,
+        Mode::Shared => shared(&channels[0], args.rate.max(1), args.download_mib, payload).await,
         Mode::Bidi => {
             bidi(
                 &channels,
@@ -196,6 +206,63 @@ async fn rate(channels: &[Channel], rate: u32, length: Duration, payload: bytes:
     }
     drop(done_tx);
     let mut tally = Tally::default();
+    while let Some(result) = done_rx.recv().await {
+        match result {
+            Ok(us) => tally.latencies.push(us),
+            Err(()) => tally.failed += 1,
+        }
+    }
+    tally
+}
+
+/// A download of `mib` MiB (64 KiB messages, read as fast as they come) and, on
+/// the same connection, unary calls at `rate` calls/s until it ends.
+async fn shared(channel: &Channel, rate: u32, mib: u32, payload: bytes::Bytes) -> Tally {
+    use common::echo::StreamRequest;
+    let mut bulk = EchoClient::new(channel.clone()).max_decoding_message_size(1 << 20);
+    let request = StreamRequest {
+        count: mib.saturating_mul(16).max(1),
+        payload_size: 64 << 10,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let download = tokio::spawn(async move {
+        let mut got = 0u64;
+        let mut replies = bulk.server_stream(request).await.ok()?.into_inner();
+        while let Ok(Some(r)) = replies.message().await {
+            got += r.payload.len() as u64;
+        }
+        Some(got)
+    });
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<u32, ()>>();
+    let period = Duration::from_secs(1) / rate;
+    let mut next = tokio::time::Instant::now();
+    while !download.is_finished() {
+        tokio::time::sleep_until(next).await;
+        next += period;
+        let mut client = EchoClient::new(channel.clone());
+        let request = EchoRequest {
+            payload: payload.to_vec(),
+            ..Default::default()
+        };
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let answered = client.unary(request).await;
+            let _ = done.send(answered.map(|_| micros(sent.elapsed())).map_err(drop));
+        });
+    }
+    drop(done_tx);
+    let got = download.await.ok().flatten().unwrap_or(0);
+    eprintln!(
+        "download: {} MiB in {:.2} s",
+        got >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    let mut tally = Tally::default();
+    if got < u64::from(mib) << 20 {
+        tally.failed += 1;
+    }
     while let Some(result) = done_rx.recv().await {
         match result {
             Ok(us) => tally.latencies.push(us),

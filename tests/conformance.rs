@@ -211,8 +211,10 @@ async fn s5_1_6_headers_on_a_half_closed_remote_stream_is_stream_closed() {
         let block = raw.grpc_block("Unary", &[]);
         raw.headers(1, &block, false).await;
         raw.data(1, &echo_message(b"x", 0), true).await;
-        let more = raw.trailers_block(&[("x-late", "1")]);
-        raw.headers(1, &more, true).await;
+        // As h2spec does: a request head again, without END_STREAM. The stream's
+        // state decides, before anything about the block.
+        let more = raw.grpc_block("Unary", &[]);
+        raw.headers(1, &more, false).await;
         assert_eq!(
             stream_or_connection_error(&mut raw, 1, "the error").await,
             Reason::STREAM_CLOSED,
@@ -293,10 +295,15 @@ async fn s6_9_2_1_a_lowered_initial_window_binds_a_stream_already_open() {
     let s = Suite::start().await;
     for (tls, name) in BOTH {
         let mut raw = s.connect(tls, &[(setting::INITIAL_WINDOW_SIZE, 0)]).await;
-        let block = raw.grpc_block("Unary", &[]);
-        raw.headers(1, &block, false).await;
-        raw.data(1, &echo_message(b"0123456789", 0), true).await;
-        raw.settings(&[(setting::INITIAL_WINDOW_SIZE, 1)]).await;
+        // One write: a request ended on its HEADERS (a client stream of no
+        // messages), the new SETTINGS right behind it in the same read.
+        let block = raw.grpc_block("ClientStream", &[]);
+        let mut out = Vec::new();
+        let flags = flag::END_HEADERS | flag::END_STREAM;
+        frame::put_head(&mut out, block.len(), kind::HEADERS, flags, 1);
+        out.extend_from_slice(&block);
+        frame::put_settings(&mut out, &[(setting::INITIAL_WINDOW_SIZE, 1)]);
+        raw.send(&out).await;
         let got = raw
             .until("the first DATA", |g| {
                 matches!(g, Got::Data { stream: 1, .. })
