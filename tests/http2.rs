@@ -318,3 +318,65 @@ async fn a_server_taking_two_streams_at_a_time_still_gets_every_call() {
     assert_eq!(ok, 40);
     server.abort();
 }
+
+/// An Echo backend whose HTTP/2 server takes heads of at most `max` bytes.
+async fn small_heads_backend(max: u32) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let svc = crate::support::backend::echo_server("small-heads");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        let _ = Server::builder()
+            .http2_max_header_list_size(max)
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_bigger_than_the_server_takes_is_answered_with_why() {
+    let (addr, server) = small_heads_backend(1024).await;
+    let gw = Gateway::start(&echo_on(addr.port())).await;
+    let mut c = gw.echo().await;
+    let mut req = tonic::Request::new(EchoRequest::default());
+    req.metadata_mut()
+        .insert("x-big", "y".repeat(2000).parse().expect("value"));
+    let status = c.unary(req).await.expect_err("too big for the server");
+    assert!(
+        status
+            .message()
+            .contains("SETTINGS_MAX_HEADER_LIST_SIZE 1024"),
+        "{status:?}"
+    );
+    // A head that fits goes through.
+    c.unary(EchoRequest::default()).await.expect("a small head");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_head_bigger_than_the_client_takes_becomes_a_grpc_error() {
+    let (_b, gw) = gateway().await;
+    let mut raw = Raw::connect(gw.addr, &[(setting::MAX_HEADER_LIST_SIZE, 300)]).await;
+    // The echo server copies x-echo-* fields into its answer's head.
+    let big = "z".repeat(400);
+    let block = raw.grpc_block("Unary", &[("x-echo-big", &big)]);
+    raw.headers(1, &block, false).await;
+    raw.data(1, &echo_message(b"x", 0), true).await;
+    let got = raw
+        .until("the answer", |g| {
+            matches!(g, Got::Headers { stream: 1, .. })
+        })
+        .await;
+    let Got::Headers { end, fields, .. } = got else {
+        unreachable!()
+    };
+    assert!(end, "a trailers-only answer: {fields:?}");
+    assert_eq!(field(&fields, "grpc-status"), Some("13"), "{fields:?}");
+    let msg = field(&fields, "grpc-message").unwrap_or_default();
+    assert!(msg.contains("MAX_HEADER_LIST_SIZE"), "{msg}");
+    assert!(field(&fields, "x-echo-big").is_none());
+}

@@ -256,6 +256,31 @@ pub fn decode_trailers(
     Ok(f.headers)
 }
 
+/// A head's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2:
+/// each field's name and value, plus 32), `pseudo` being the pseudo-headers'
+/// (name, value) lengths.
+pub fn list_size(pseudo: &[(usize, usize)], headers: &HeaderMap) -> usize {
+    let p: usize = pseudo.iter().map(|(n, v)| n + v + 32).sum();
+    headers
+        .iter()
+        .fold(p, |n, (k, v)| n + k.as_str().len() + v.len() + 32)
+}
+
+/// [`list_size`] of a request head as [`encode_request`] writes it.
+pub fn request_list_size(req: &Request<()>) -> usize {
+    let uri = req.uri();
+    let scheme = uri.scheme_str().unwrap_or("http").len();
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let path = uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let pseudo = [
+        (7, req.method().as_str().len()),
+        (7, scheme),
+        (10, authority),
+        (5, path),
+    ];
+    list_size(&pseudo, req.headers())
+}
+
 /// Writes a request head. The URI has the scheme, authority and path to send.
 pub fn encode_request(enc: &mut Encoder, req: &Request<()>, dst: &mut Vec<u8>) {
     enc.encode_pseudo(Pseudo::Method, req.method().as_str().as_bytes(), dst);

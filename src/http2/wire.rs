@@ -1252,6 +1252,72 @@ mod tests {
         assert_eq!(w.wbuf, want);
     }
 
+    /// The GOAWAY frames in `w`'s output: (last-stream-id, code).
+    fn goaways(w: &Wire) -> Vec<(u32, Reason)> {
+        let mut out = Vec::new();
+        let mut b = &w.wbuf[..];
+        while b.len() >= HEAD_LEN {
+            let h = Head::parse(b[..HEAD_LEN].try_into().unwrap());
+            let payload = &b[HEAD_LEN..HEAD_LEN + h.len];
+            if h.kind == kind::GOAWAY {
+                out.push((
+                    frame::read_u31(payload),
+                    Reason(frame::read_u32(&payload[4..])),
+                ));
+            }
+            b = &b[HEAD_LEN + h.len..];
+        }
+        out
+    }
+
+    #[test]
+    fn goaway_never_raises_its_last_stream_and_the_client_sends_zero() {
+        let mut w = server_after_handshake();
+        w.start_drain();
+        w.goaway(7, Reason::NO_ERROR, b"");
+        w.goaway(9, Reason::PROTOCOL_ERROR, b"");
+        assert_eq!(
+            goaways(&w),
+            [
+                (frame::MAX_WINDOW, Reason::NO_ERROR),
+                (7, Reason::NO_ERROR),
+                (7, Reason::PROTOCOL_ERROR)
+            ]
+        );
+        let mut c = Wire::client(Limits::default());
+        c.wbuf.clear();
+        c.goaway(5, Reason::NO_ERROR, b"");
+        assert_eq!(goaways(&c), [(0, Reason::NO_ERROR)]);
+    }
+
+    #[test]
+    fn the_drain_pings_answer_sends_the_final_goaway() {
+        let mut w = server_after_handshake();
+        let mut b = Vec::new();
+        let block = [0x82u8]; // :method GET, indexed (the block is not decoded here)
+        frame::put_headers(&mut b, 5, true, 16_384, |d| d.extend_from_slice(&block));
+        w.feed(&b);
+        let f = w.next_frame().unwrap().unwrap();
+        assert_eq!(w.judge(&f, None), Verdict::Open);
+        w.start_drain();
+        assert!(w.drain_pending() && !w.refusing_streams());
+        feed(&mut w, |b| frame::put_ping(b, true, DRAIN_PING));
+        assert!(matches!(w.next_frame(), Ok(Some(Frame::PingAck(_)))));
+        assert!(w.refusing_streams());
+        assert_eq!(goaways(&w).last(), Some(&(5, Reason::NO_ERROR)));
+    }
+
+    #[test]
+    fn settings_unacknowledged_in_time_are_overdue() {
+        let mut w = server_after_handshake();
+        let now = std::time::Instant::now();
+        assert!(!w.settings_overdue(now));
+        assert!(w.settings_overdue(now + SETTINGS_TIMEOUT));
+        feed(&mut w, frame::put_settings_ack);
+        assert!(w.next_frame().unwrap().is_none());
+        assert!(!w.settings_overdue(now + SETTINGS_TIMEOUT));
+    }
+
     #[test]
     fn frames_bigger_than_allowed_are_refused() {
         let mut w = server_after_handshake();

@@ -682,6 +682,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             if let Some(cookie) = st.set_cookie.take() {
                 parts.headers.append(http::header::SET_COOKIE, cookie);
             }
+            let limit = self.wire.peer.max_header_list_size;
+            if limit != u32::MAX {
+                let size = head::list_size(&[(7, 3)], &parts.headers);
+                if size > limit as usize {
+                    let msg = format!(
+                        "service {:?}: the server's response head ({size} bytes as HTTP/2 counts them) is larger than this client accepts (SETTINGS_MAX_HEADER_LIST_SIZE {limit})",
+                        st.service_name
+                    );
+                    let outcome = Failure::BadAnswer.outcome(st.grpc).0;
+                    self.fail_call(id, Failure::BadAnswer, &msg, outcome);
+                    return;
+                }
+            }
             if let Some(call) = st.call.as_mut() {
                 call.respond(parts.status, &parts.headers);
             }

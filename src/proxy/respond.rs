@@ -22,6 +22,9 @@ pub enum Failure {
     Unreachable,
     /// The call's deadline passed.
     Deadline,
+    /// The server's answer cannot be passed on (a head bigger than the client
+    /// takes).
+    BadAnswer,
 }
 
 impl Failure {
@@ -29,7 +32,7 @@ impl Failure {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoServer => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Unreachable => StatusCode::BAD_GATEWAY,
+            Failure::Unreachable | Failure::BadAnswer => StatusCode::BAD_GATEWAY,
             Failure::Deadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -51,6 +54,7 @@ impl Failure {
             Failure::NoRoute => 12,                         // UNIMPLEMENTED
             Failure::NoServer | Failure::Unreachable => 14, // UNAVAILABLE
             Failure::Deadline => 4,                         // DEADLINE_EXCEEDED
+            Failure::BadAnswer => 13,                       // INTERNAL
         }
     }
 }

@@ -275,9 +275,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     fn open(&mut self, x: Arc<Exchange>) {
+        // The server said how big a head it takes (SETTINGS_MAX_HEADER_LIST_SIZE):
+        // a bigger one is refused here, with the reason, not sent to be refused.
+        let limit = self.wire.peer.max_header_list_size;
+        if limit != u32::MAX {
+            let size = x.lock().req_head.as_ref().map(head::request_list_size);
+            if let Some(size) = size.filter(|&n| n > limit as usize) {
+                let e = UpstreamError::HeadTooLarge {
+                    addr: self.addr,
+                    size,
+                    limit,
+                };
+                x.end_server(ServerEnd::Unsent(Arc::new(e)));
+                return;
+            }
+        }
         let Some(id) = self.wire.next_stream_id() else {
             self.handle.set(DRAINING);
-            self.waiting.push_front(x);
+            let e = Arc::new(UpstreamError::GoingAway { addr: self.addr });
+            x.end_server(ServerEnd::Unsent(e));
             return;
         };
         if !self.wire.stream_ids_left() {

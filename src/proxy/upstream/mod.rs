@@ -62,6 +62,13 @@ pub enum UpstreamError {
     /// The connection closed before the call could be sent.
     #[error("the connection to {addr} closed before the call was sent: {why}")]
     Closed { addr: SocketAddr, why: Arc<str> },
+    /// The request head is bigger than the server takes.
+    #[error("the request head ({size} bytes as HTTP/2 counts them) is larger than server {addr} accepts (SETTINGS_MAX_HEADER_LIST_SIZE {limit})")]
+    HeadTooLarge {
+        addr: SocketAddr,
+        size: usize,
+        limit: u32,
+    },
     /// The server accepted the connection but stopped answering on it (a paused
     /// or deadlocked task: no SETTINGS, or no PING answer, in time).
     #[error("server {addr} stopped answering: {why}")]
