@@ -750,14 +750,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     /// A server that does not answer is gone; so is one whose SETTINGS never came.
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
         loop {
+            // Moved only to fire earlier: a timer armed for earlier fires, finds
+            // nothing due and is moved on (cheaper than moving it on every read).
             let at = self.next_check();
-            if self.timer.deadline() != at {
+            if at < self.timer.deadline() {
                 self.timer.as_mut().reset(at);
             }
             if self.timer.as_mut().poll(cx).is_pending() {
                 return;
             }
             let now = Instant::now();
+            if now < at {
+                self.timer.as_mut().reset(at);
+                continue;
+            }
             if !self.settings_received {
                 self.ending = Some(
                     format!("the server sent no SETTINGS within {CONNECT_TIMEOUT:?} of the dial")
