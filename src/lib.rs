@@ -22,4 +22,5 @@ pub mod rules;
 pub mod table;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 pub mod watcher;

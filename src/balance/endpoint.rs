@@ -18,8 +18,8 @@ use super::outlier::OutlierState;
 
 use crate::dynamic::{Scheme, Server, ServerTls};
 use crate::provider::{Lifecycle, TaskHealth};
-use crate::proxy::upstream::Upstream;
 use crate::telemetry::CallStats;
+use crate::upstream::Upstream;
 
 /// Identity of an endpoint across rebuilds: the same task, address and protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

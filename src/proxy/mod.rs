@@ -4,7 +4,8 @@
 //!
 //! HTTP/2 clients are served by gantry's own HTTP/2 ([`downstream`], over
 //! [`crate::http2`]): one task per client connection, each call an
-//! [`exchange::Exchange`] handed to the server's connection task ([`upstream`]).
+//! [`crate::upstream::exchange::Exchange`] handed to the server's connection task
+//! ([`crate::upstream`]).
 //! HTTP/1.1 clients are served by hyper ([`service`]). Both place a call the same
 //! way ([`ConnCtx::place`]).
 //!
@@ -16,17 +17,13 @@
 
 pub mod body;
 pub mod call;
-pub mod coalesce;
 mod deadline;
 mod downstream;
 mod entrypoint;
-pub mod exchange;
 mod headers;
 pub mod respond;
 pub mod retry;
 mod service;
-pub mod streams;
-pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
