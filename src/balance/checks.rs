@@ -13,12 +13,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::codes::CodeSet;
 use super::health::{self, CheckConfig, CheckKind, HealthState, HttpCheck};
 use super::EndpointKey;
 use crate::dynamic::{HealthCheck, HealthMode, Status};
 use crate::proxy::SharedTable;
 use crate::table::RoutingTable;
+use crate::telemetry::codes::CodeSet;
 use crate::watcher::Progress;
 
 struct Running {

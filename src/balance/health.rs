@@ -40,7 +40,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::codes::{code_name, CodeSet};
+use crate::telemetry::codes::{code_name, CodeSet};
 
 /// The method of the standard gRPC health service.
 const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";

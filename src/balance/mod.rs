@@ -7,7 +7,6 @@
 
 mod balancer;
 pub mod checks;
-pub mod codes;
 pub mod drain;
 mod endpoint;
 pub mod ewma;

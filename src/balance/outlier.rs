@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::codes::CodeSet;
 use super::{Endpoint, EndpointKey};
 use crate::dynamic::{OutlierDetection, Status};
 use crate::proxy::SharedTable;
 use crate::table::RoutingTable;
+use crate::telemetry::codes::CodeSet;
 use crate::telemetry::Outcome;
 
 /// How often returns, windows and slow-start shares are updated.

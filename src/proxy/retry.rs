@@ -13,9 +13,9 @@
 
 use http::{HeaderMap, Method, StatusCode};
 
-use super::call::grpc_status;
-use crate::balance::codes::CodeSet;
 use crate::dynamic::RouterRetry;
+use crate::telemetry::codes::grpc_status;
+use crate::telemetry::codes::CodeSet;
 use crate::telemetry::Outcome;
 
 /// A router's retry rule, compiled.

@@ -7,6 +7,7 @@
 //! nobody looks.
 
 pub mod access_log;
+pub mod codes;
 pub mod metrics;
 mod stats;
 mod window;
