@@ -16,8 +16,8 @@ use tokio::task::AbortHandle;
 use super::health::{self, CheckConfig, CheckKind, HealthState, HttpCheck};
 use super::EndpointKey;
 use crate::dynamic::{HealthCheck, HealthMode, Status};
-use crate::proxy::SharedTable;
 use crate::table::RoutingTable;
+use crate::table::SharedTable;
 use crate::telemetry::codes::CodeSet;
 use crate::watcher::Progress;
 

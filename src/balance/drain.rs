@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::EndpointKey;
-use crate::proxy::SharedTable;
+use crate::table::SharedTable;
 
 const TICK: Duration = Duration::from_millis(100);
 

@@ -34,8 +34,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{Endpoint, EndpointKey};
 use crate::dynamic::{OutlierDetection, Status};
-use crate::proxy::SharedTable;
 use crate::table::RoutingTable;
+use crate::table::SharedTable;
 use crate::telemetry::codes::CodeSet;
 use crate::telemetry::Outcome;
 

@@ -22,7 +22,6 @@ mod downstream;
 mod entrypoint;
 mod headers;
 pub mod respond;
-pub mod retry;
 mod service;
 
 use std::net::SocketAddr;
@@ -30,7 +29,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{header::HOST, HeaderValue, Request, Uri, Version};
 
@@ -39,15 +37,11 @@ pub use entrypoint::{bind, Entrypoint, Guards, Settings as EntrypointSettings};
 use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
 use crate::rules::RequestInfo;
-use crate::table::RoutingTable;
+use crate::table::{RetryRule, SharedTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use call::{record_refused, Call, LogContext, Scopes};
 use respond::Failure;
-use retry::RetryRule;
-
-/// The routing table every entrypoint reads; swapped whole by the watcher.
-pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
 
 /// What every call on one client connection shares.
 pub(crate) struct ConnCtx {

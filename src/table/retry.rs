@@ -1,9 +1,10 @@
-//! Retries of calls a server answered, for routers whose owner declared their calls
-//! idempotent (`R.retry.*`): a gRPC call answered trailers-only with a configured
-//! code (UNAVAILABLE by default), or reset before any answer, is sent again to
-//! another server, at most `attempts` more times and within the service's retry
-//! budget. Plain HTTP calls are retried on 502/503/504 and only for idempotent
-//! methods.
+//! A router's retry rule, compiled: which of its calls a server answered are sent
+//! again, for routers whose owner declared their calls idempotent (`R.retry.*`). A
+//! gRPC call answered trailers-only with a configured code (UNAVAILABLE by
+//! default), or reset before any answer, goes again to another server, at most
+//! `attempts` more times and within the service's retry budget. Plain HTTP calls
+//! are retried on 502/503/504 and only for idempotent methods. The proxy does the
+//! retrying.
 //!
 //! Only calls that cannot have been half-answered qualify: the response must be a
 //! head alone (a gRPC error carries no message), and the whole request body must
@@ -14,8 +15,7 @@
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::dynamic::RouterRetry;
-use crate::telemetry::codes::grpc_status;
-use crate::telemetry::codes::CodeSet;
+use crate::telemetry::codes::{grpc_status, CodeSet};
 use crate::telemetry::Outcome;
 
 /// A router's retry rule, compiled.
