@@ -282,10 +282,10 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     };
     background.spawn(watcher.run());
 
-    background.spawn(crate::balance::probe::run(table.clone()));
-    background.spawn(crate::balance::outlier::run(table.clone()));
-    background.spawn(crate::balance::drain::run(table.clone()));
-    background.spawn(crate::balance::checks::run(
+    background.spawn(crate::health::reachability::run(table.clone()));
+    background.spawn(crate::health::outlier::run(table.clone()));
+    background.spawn(crate::health::drain::run(table.clone()));
+    background.spawn(crate::health::checks::run(
         table.clone(),
         progress_rx.clone(),
     ));

@@ -12,6 +12,7 @@ pub mod app;
 pub mod balance;
 pub mod config;
 pub mod dynamic;
+pub mod health;
 pub mod http2;
 pub mod labels;
 pub mod node;

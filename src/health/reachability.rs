@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Endpoint;
+use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
 use crate::table::SharedTable;
 
