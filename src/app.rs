@@ -9,8 +9,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api::{Edge, Shared};
+use crate::config::EcsProviderConfig;
 use crate::config::Loaded;
-use crate::config::{ApiCredentials, EcsProviderConfig};
 use crate::dynamic::DynamicConfig;
 use crate::labels::LabelOptions;
 use crate::provider::ecs::{self, sdk::SdkApi, EcsProvider, Refresher};
@@ -44,30 +45,6 @@ pub enum StartError {
     /// Certificate or key files that do not load (the message names them).
     #[error("{0}")]
     Tls(String),
-}
-
-/// State the API reads.
-#[derive(Clone)]
-pub struct Shared {
-    pub table: SharedTable,
-    pub providers: Vec<Arc<ProviderStatus>>,
-    pub entrypoints: Vec<(String, SocketAddr)>,
-    /// Calls per entrypoint, in the order of `entrypoints`.
-    pub entrypoint_stats: Vec<Arc<CallStats>>,
-    /// Each entrypoint's certificates and protections, in the same order.
-    pub entrypoint_edges: Vec<Edge>,
-    pub progress: watch::Receiver<Progress>,
-    pub access_log: Option<Arc<AccessLog>>,
-    /// Credentials the API requires, if any.
-    pub auth: Option<ApiCredentials>,
-}
-
-/// What an entrypoint shows of its edge: the certificates it serves (if it
-/// terminates TLS) and the connections it closed to protect itself.
-#[derive(Clone)]
-pub struct Edge {
-    pub tls: Option<Arc<crate::tls::CertStore>>,
-    pub guards: Arc<proxy::Guards>,
 }
 
 /// A running gantry.
