@@ -5,6 +5,12 @@
 //! throttles them → [`labels`] turns labels into a [`dynamic::DynamicConfig`] →
 //! [`table`] compiles it into an immutable [`table::RoutingTable`] swapped with
 //! `ArcSwap` → the [`proxy`] serves requests from whatever table is current.
+//!
+//! Modules import one way, bottom to top: the wire ([`http2`]) → connections to
+//! servers ([`upstream`]) → [`balance`] → [`table`] → [`proxy`] and [`health`] →
+//! [`app`], with the configuration side ([`config`], [`provider`], [`dynamic`],
+//! [`labels`]) below the data plane and [`api`] a leaf under `app` that only reads
+//! (the full order is `LAYERS` in tests/layers.rs).
 #![forbid(unsafe_code)]
 
 pub mod api;
