@@ -9,15 +9,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api::{Edge, Shared};
+use crate::config::EcsProviderConfig;
 use crate::config::Loaded;
-use crate::config::{ApiCredentials, EcsProviderConfig};
 use crate::dynamic::DynamicConfig;
 use crate::labels::LabelOptions;
 use crate::provider::ecs::{self, sdk::SdkApi, EcsProvider, Refresher};
 use crate::provider::file::{self, FileProvider};
 use crate::provider::{ProviderStatus, ProviderUpdate};
-use crate::proxy::{self, SharedTable};
-use crate::table::RoutingTable;
+use crate::proxy;
+use crate::table::{RoutingTable, SharedTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use crate::watcher::{self, Input, Progress, Watcher};
@@ -44,30 +45,6 @@ pub enum StartError {
     /// Certificate or key files that do not load (the message names them).
     #[error("{0}")]
     Tls(String),
-}
-
-/// State the API reads.
-#[derive(Clone)]
-pub struct Shared {
-    pub table: SharedTable,
-    pub providers: Vec<Arc<ProviderStatus>>,
-    pub entrypoints: Vec<(String, SocketAddr)>,
-    /// Calls per entrypoint, in the order of `entrypoints`.
-    pub entrypoint_stats: Vec<Arc<CallStats>>,
-    /// Each entrypoint's certificates and protections, in the same order.
-    pub entrypoint_edges: Vec<Edge>,
-    pub progress: watch::Receiver<Progress>,
-    pub access_log: Option<Arc<AccessLog>>,
-    /// Credentials the API requires, if any.
-    pub auth: Option<ApiCredentials>,
-}
-
-/// What an entrypoint shows of its edge: the certificates it serves (if it
-/// terminates TLS) and the connections it closed to protect itself.
-#[derive(Clone)]
-pub struct Edge {
-    pub tls: Option<Arc<crate::tls::CertStore>>,
-    pub guards: Arc<proxy::Guards>,
 }
 
 /// A running gantry.
@@ -282,10 +259,10 @@ pub async fn start(loaded: Loaded) -> Result<Gantry, StartError> {
     };
     background.spawn(watcher.run());
 
-    background.spawn(crate::balance::probe::run(table.clone()));
-    background.spawn(crate::balance::outlier::run(table.clone()));
-    background.spawn(crate::balance::drain::run(table.clone()));
-    background.spawn(crate::balance::checks::run(
+    background.spawn(crate::health::reachability::run(table.clone()));
+    background.spawn(crate::health::outlier::run(table.clone()));
+    background.spawn(crate::health::drain::run(table.clone()));
+    background.spawn(crate::health::checks::run(
         table.clone(),
         progress_rx.clone(),
     ));

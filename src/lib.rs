@@ -5,6 +5,12 @@
 //! throttles them → [`labels`] turns labels into a [`dynamic::DynamicConfig`] →
 //! [`table`] compiles it into an immutable [`table::RoutingTable`] swapped with
 //! `ArcSwap` → the [`proxy`] serves requests from whatever table is current.
+//!
+//! Modules import one way, bottom to top: the wire ([`http2`]) → connections to
+//! servers ([`upstream`]) → [`balance`] → [`table`] → [`proxy`] and [`health`] →
+//! [`app`], with the configuration side ([`config`], [`provider`], [`dynamic`],
+//! [`labels`]) below the data plane and [`api`] a leaf under `app` that only reads
+//! (the full order is `LAYERS` in tests/layers.rs).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,6 +18,7 @@ pub mod app;
 pub mod balance;
 pub mod config;
 pub mod dynamic;
+pub mod health;
 pub mod http2;
 pub mod labels;
 pub mod node;
@@ -22,4 +29,5 @@ pub mod rules;
 pub mod table;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 pub mod watcher;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Severity};
 use crate::labels::{self, LabelOptions};
 use crate::provider::{ProviderUpdate, Task, UpdateRx};
-use crate::proxy::SharedTable;
+use crate::table::SharedTable;
 use crate::table::{self, RoutingTable};
 
 /// One provider's feed, by name.

@@ -1,74 +1,46 @@
-//! The crate's top-level modules import one way (STYLE.md: http2 → upstream → balance
-//! → table → proxy and health → app, the API a leaf that only reads).
+//! The crate's top-level modules import one way, bottom to top, in the order of
+//! [`LAYERS`] (STYLE.md, "A layout that shows the architecture"): the wire
+//! (`http2`) → connections to servers (`upstream`) → `balance` → `table` → `proxy`
+//! and `health` → `app`, with the configuration side (`config`, `provider`,
+//! `dynamic`, `labels`) below the data plane and the API a leaf under `app` that
+//! only reads.
 //!
 //! Reads every file under `src/` (production code: unit-test modules are left out),
-//! collects the `crate::<module>` paths each top-level
-//! module uses (in `use` lines and inline paths, grouped imports included), and finds
-//! the import cycles (strongly connected components of that graph). The cycles that
-//! exist today are listed in [`KNOWN_CYCLE_EDGES`], to be removed (issue 15); the test
-//! fails on any new edge inside a cycle, and on a listed edge that no longer closes
-//! one, so the list can only shrink.
+//! collects the `crate::<module>` paths each top-level module uses (in `use` lines
+//! and inline paths, grouped imports included), then fails on any import cycle
+//! between modules (strongly connected components of that graph), printing the
+//! edges on it, and on any import that does not go to a lower layer, printing the
+//! file and the edge.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Edges (importer, imported) that sit on an import cycle today: one component
-/// reaching from `dynamic` (which names `provider`'s task states) through `config`,
-/// `telemetry` (which reaches `app`), `balance` (which reaches `proxy`, `table` and
-/// `watcher`) and back.
-const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
-    ("api", "app"),
-    ("api", "balance"),
-    ("api", "config"),
-    ("api", "dynamic"),
-    ("api", "provider"),
-    ("api", "table"),
-    ("api", "telemetry"),
-    ("api", "tls"),
-    ("app", "api"),
-    ("app", "balance"),
-    ("app", "config"),
-    ("app", "dynamic"),
-    ("app", "labels"),
-    ("app", "provider"),
-    ("app", "proxy"),
-    ("app", "table"),
-    ("app", "telemetry"),
-    ("app", "tls"),
-    ("app", "watcher"),
-    ("balance", "dynamic"),
-    ("balance", "provider"),
-    ("balance", "proxy"),
-    ("balance", "table"),
-    ("balance", "telemetry"),
-    ("balance", "tls"),
-    ("balance", "watcher"),
-    ("config", "telemetry"),
-    ("dynamic", "provider"),
-    ("labels", "balance"),
-    ("labels", "dynamic"),
-    ("labels", "provider"),
-    ("labels", "telemetry"),
-    ("provider", "config"),
-    ("proxy", "balance"),
-    ("proxy", "dynamic"),
-    ("proxy", "table"),
-    ("proxy", "telemetry"),
-    ("proxy", "tls"),
-    ("table", "balance"),
-    ("table", "dynamic"),
-    ("table", "proxy"),
-    ("table", "telemetry"),
-    ("table", "tls"),
-    ("telemetry", "app"),
-    ("telemetry", "balance"),
-    ("telemetry", "dynamic"),
-    ("tls", "config"),
-    ("watcher", "dynamic"),
-    ("watcher", "labels"),
-    ("watcher", "provider"),
-    ("watcher", "proxy"),
-    ("watcher", "table"),
+/// The layers, bottom to top. A module imports only modules of lower layers; the
+/// modules of one layer do not import each other. A new top-level module needs a
+/// place here.
+const LAYERS: &[&[&str]] = &[
+    // Vocabulary and the wire: import nothing of gantry's.
+    &["http2", "node", "rules", "telemetry"],
+    // Static configuration; the routes index over compiled rules.
+    &["config", "route_index"],
+    // Providers' raw tasks; TLS material from the static config.
+    &["provider", "tls"],
+    // The serialisable configuration (names the providers' task states).
+    &["dynamic"],
+    // Labels → DynamicConfig; connections to servers and the exchange of a call.
+    &["labels", "upstream"],
+    // Endpoints' live state and the strategies that pick them.
+    &["balance"],
+    // DynamicConfig → RoutingTable, shared as SharedTable.
+    &["table"],
+    // Provider snapshots → published tables.
+    &["watcher"],
+    // The call pipeline; the loops that watch servers over the table.
+    &["proxy", "health"],
+    // The dashboard and API: reads everything, imported only by the wiring.
+    &["api"],
+    // Wires it all together.
+    &["app"],
 ];
 
 /// The top-level module a file under `src/` belongs to (`None`: the crate roots).
@@ -130,7 +102,16 @@ fn imports(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn walk(dir: &Path, root: &Path, graph: &mut BTreeMap<String, BTreeSet<String>>) {
+/// Each import edge between top-level modules (importer, imported), with the files
+/// (relative to `src/`) that make it.
+type Edges = BTreeMap<(String, String), BTreeSet<String>>;
+
+fn walk(
+    dir: &Path,
+    root: &Path,
+    graph: &mut BTreeMap<String, BTreeSet<String>>,
+    edges: &mut Edges,
+) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .expect("read src")
         .filter_map(Result::ok)
@@ -139,7 +120,7 @@ fn walk(dir: &Path, root: &Path, graph: &mut BTreeMap<String, BTreeSet<String>>)
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            walk(&path, root, graph);
+            walk(&path, root, graph, edges);
             continue;
         }
         if path.extension().and_then(|e| e.to_str()) != Some("rs") {
@@ -160,7 +141,11 @@ fn walk(dir: &Path, root: &Path, graph: &mut BTreeMap<String, BTreeSet<String>>)
         let entry = graph.entry(module.clone()).or_default();
         for target in imports(text) {
             if target != module {
-                entry.insert(target);
+                entry.insert(target.clone());
+                edges
+                    .entry((module.clone(), target))
+                    .or_default()
+                    .insert(rel.display().to_string());
             }
         }
     }
@@ -229,43 +214,98 @@ fn components(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String
     s.out
 }
 
-#[test]
-fn import_cycles_between_layers_only_shrink() {
+/// The import graph of `src/` and its edges with the files behind them.
+fn crate_graph() -> (BTreeMap<String, BTreeSet<String>>, Edges) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut graph = BTreeMap::new();
-    walk(&root, &root, &mut graph);
+    let mut edges = Edges::new();
+    walk(&root, &root, &mut graph, &mut edges);
     assert!(
         graph.contains_key("proxy") && graph.contains_key("http2"),
         "{graph:?}"
     );
-    let mut on_cycles: BTreeSet<(String, String)> = BTreeSet::new();
+    (graph, edges)
+}
+
+fn show(edge: &(String, String), files: &BTreeSet<String>) -> String {
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    format!(
+        "    {} -> {} (src/{})",
+        edge.0,
+        edge.1,
+        files.join(", src/")
+    )
+}
+
+#[test]
+fn no_import_cycles_between_top_level_modules() {
+    let (graph, edges) = crate_graph();
+    let mut found = Vec::new();
     for comp in components(&graph).into_iter().filter(|c| c.len() > 1) {
-        for from in &comp {
-            for to in &graph[from] {
-                if comp.contains(to) {
-                    on_cycles.insert((from.clone(), to.clone()));
-                }
-            }
+        let on_cycle: Vec<String> = edges
+            .iter()
+            .filter(|((from, to), _)| comp.contains(from) && comp.contains(to))
+            .map(|(edge, files)| show(edge, files))
+            .collect();
+        found.push(format!(
+            "cycle among {comp:?}, through these imports:\n{}",
+            on_cycle.join("\n")
+        ));
+    }
+    assert!(
+        found.is_empty(),
+        "top-level modules import each other:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn imports_go_down_the_layers() {
+    let (graph, edges) = crate_graph();
+    let mut rank: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, layer) in LAYERS.iter().enumerate() {
+        for module in *layer {
+            assert!(
+                rank.insert(module, i).is_none(),
+                "{module} is listed twice in LAYERS"
+            );
         }
     }
-    let known: BTreeSet<(String, String)> = KNOWN_CYCLE_EDGES
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+    let unplaced: Vec<&String> = graph
+        .keys()
+        .filter(|m| !rank.contains_key(m.as_str()))
         .collect();
-    let listing: Vec<String> = on_cycles
-        .iter()
-        .map(|(a, b)| format!("    ({a:?}, {b:?}),"))
-        .collect();
-    let new: Vec<_> = on_cycles.difference(&known).collect();
     assert!(
-        new.is_empty(),
-        "new imports close a cycle between layers: {new:?}\nedges on cycles now:\n{}",
-        listing.join("\n")
+        unplaced.is_empty(),
+        "modules without a place in LAYERS: {unplaced:?}"
     );
-    let gone: Vec<_> = known.difference(&on_cycles).collect();
+    let gone: Vec<&&str> = rank.keys().filter(|m| !graph.contains_key(**m)).collect();
     assert!(
         gone.is_empty(),
-        "these edges no longer close a cycle: remove them from KNOWN_CYCLE_EDGES: {gone:?}"
+        "LAYERS names modules src/ does not have: {gone:?}"
+    );
+    let upward: Vec<String> = edges
+        .iter()
+        .filter(|((from, to), _)| {
+            // Paths to things that are not top-level modules (`crate::Foo`) are
+            // not layer edges.
+            rank.get(to.as_str())
+                .is_some_and(|&to_rank| to_rank >= rank[from.as_str()])
+        })
+        .map(|(edge, files)| {
+            format!(
+                "{} (layer {} imports layer {})",
+                show(edge, files),
+                rank[edge.0.as_str()],
+                rank[edge.1.as_str()]
+            )
+        })
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "imports that do not go to a lower layer (LAYERS, bottom to top, is \
+         {LAYERS:?}):\n{}",
+        upward.join("\n")
     );
 }
 

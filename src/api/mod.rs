@@ -10,6 +10,8 @@
 mod auth;
 mod fields;
 mod list;
+pub mod metrics;
+mod state;
 pub mod views;
 
 use axum::extract::{Path, Query, State};
@@ -21,10 +23,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::Shared;
 use fields::{FieldMask, Shape};
 use list::ListParams;
 use views::{samples, Snapshot};
+
+pub use state::{Edge, Shared};
 
 /// Serves the API until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
@@ -325,7 +328,7 @@ async fn version(Query(params): Params) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(shared): State<Shared>) -> Response {
-    match crate::telemetry::metrics::render(&shared) {
+    match metrics::render(&shared) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::app::Shared;
+use super::Shared;
 use crate::balance::{EndpointKey, Health};
 use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Server, Status};
 use crate::provider::{ProviderStatus, TaskHealth};

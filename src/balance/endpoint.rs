@@ -13,13 +13,13 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use super::ewma::PeakEwma;
-use super::health::HealthState;
 use super::outlier::OutlierState;
+use super::verdict::HealthState;
 
 use crate::dynamic::{Scheme, Server, ServerTls};
 use crate::provider::{Lifecycle, TaskHealth};
-use crate::proxy::upstream::Upstream;
 use crate::telemetry::CallStats;
+use crate::upstream::Upstream;
 
 /// Identity of an endpoint across rebuilds: the same task, address and protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +66,7 @@ pub struct Endpoint {
     /// What the provider last said (ECS health checks, task lifecycle).
     platform_health: AtomicU8,
     lifecycle: AtomicU8,
-    /// False after a dial failed, until one succeeds (see `balance::probe`).
+    /// False after a dial failed, until one succeeds (see `health::reachability`).
     reachable: AtomicBool,
     unreachable_reason: ArcSwapOption<String>,
     stats: Arc<CallStats>,

@@ -4,25 +4,26 @@
 //! its upstream connections), shared by `Arc` and carried across routing-table
 //! rebuilds so a rebuild never resets load, health or connections. A [`Balancer`]
 //! is the immutable per-service selector built at each rebuild.
+//!
+//! The verdicts a pick reads live here too: active health checks' ([`HealthState`])
+//! and outlier detection's ([`outlier`]); the loops that produce them over the
+//! routing table are [`crate::health`]'s.
 
 mod balancer;
-pub mod checks;
-pub mod codes;
-pub mod drain;
 mod endpoint;
 pub mod ewma;
-pub mod health;
 pub mod outlier;
 pub mod p2c;
-pub mod probe;
 pub mod retry;
 pub mod ring;
 mod split;
+mod verdict;
 mod wrr;
 
 pub use balancer::{Balancer, Pick};
 pub use endpoint::{Endpoint, EndpointKey, Health};
 pub use split::Split;
+pub use verdict::{HealthState, Thresholds};
 
 /// `n` h2c endpoints `t<i>@127.0.0.1:<1000+i>`, for unit tests.
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //!
 //! The call path touches only atomics: a per-server bit mask of failure codes, three
 //! counters, the ejected flag and the slow-start share. Everything timed (returns,
-//! windows, the slow-start ramp) is done by one sweeper task, every 100 ms.
+//! windows, the slow-start ramp) is done by one sweeper task, every 100 ms
+//! ([`crate::health::outlier`], driving a [`Detector`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -32,15 +33,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::codes::CodeSet;
 use super::{Endpoint, EndpointKey};
-use crate::dynamic::{OutlierDetection, Status};
-use crate::proxy::SharedTable;
-use crate::table::RoutingTable;
+use crate::dynamic::OutlierDetection;
+use crate::telemetry::codes::CodeSet;
 use crate::telemetry::Outcome;
 
-/// How often returns, windows and slow-start shares are updated.
-const TICK: Duration = Duration::from_millis(100);
 /// A returning server's first share of calls, per mille.
 const SLOW_START_FLOOR: u32 = 100;
 const FULL: u32 = 1000;
@@ -408,100 +405,84 @@ struct Watched {
     window_started: Instant,
 }
 
-/// Keeps every server under its service's detection, ends ejections, moves slow
-/// starts and closes windows, every 100 ms until the task is dropped.
-pub async fn run(table: SharedTable) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut current: Option<Arc<RoutingTable>> = None;
-    let mut watched: HashMap<Arc<str>, Watched> = HashMap::new();
-    let mut attached: HashMap<EndpointKey, Weak<Endpoint>> = HashMap::new();
-    loop {
-        tick.tick().await;
-        let now = Instant::now();
-        let latest = table.load_full();
-        if !current.as_ref().is_some_and(|t| Arc::ptr_eq(t, &latest)) {
-            watched = reconcile(&latest, watched, &mut attached, now);
-            current = Some(latest);
-        }
-        sweep(&mut watched, now);
-    }
+/// The detector's timed side: every watched service's group and members, kept in
+/// line with each new routing table ([`Detector::reconcile`]) and swept every tick
+/// ([`Detector::sweep`]) by the loop in [`crate::health::outlier`].
+#[derive(Default)]
+pub struct Detector {
+    watched: HashMap<Arc<str>, Watched>,
+    attached: HashMap<EndpointKey, Weak<Endpoint>>,
 }
 
-/// Groups and members for a new table: a group is kept while its settings are
-/// unchanged (so ejections and windows survive reloads); a server in two services
-/// is watched by the first.
-fn reconcile(
-    table: &RoutingTable,
-    mut old: HashMap<Arc<str>, Watched>,
-    attached: &mut HashMap<EndpointKey, Weak<Endpoint>>,
-    now: Instant,
-) -> HashMap<Arc<str>, Watched> {
-    let mut watched = HashMap::new();
-    let mut claimed: HashSet<EndpointKey> = HashSet::new();
-    for (name, svc) in &table.config().services {
-        let settings = &svc.load_balancer.outlier;
-        if svc.status != Status::Enabled || !settings.is_enabled() {
-            continue;
-        }
-        let Some(entry) = table.service_named(name) else {
-            continue;
-        };
-        let (group, window_started) = match old.remove(name.as_str()) {
-            Some(w) if w.group.settings == *settings => (w.group, w.window_started),
-            _ => (Arc::new(Group::new(settings)), now),
-        };
-        let mut members = Vec::new();
-        for e in entry.balancer.endpoints() {
-            if !claimed.insert(e.key().clone()) {
-                continue;
+impl Detector {
+    /// Groups and members for a new table, given each service with detection on (its
+    /// name, settings and servers): a group is kept while its settings are unchanged
+    /// (so ejections and windows survive reloads); a server in two services is
+    /// watched by the first; a server no longer watched is detached.
+    pub fn reconcile<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = (&'a Arc<str>, &'a OutlierDetection, &'a [Arc<Endpoint>])>,
+        now: Instant,
+    ) {
+        let mut old = std::mem::take(&mut self.watched);
+        let mut claimed: HashSet<EndpointKey> = HashSet::new();
+        for (name, settings, endpoints) in services {
+            let (group, window_started) = match old.remove(name) {
+                Some(w) if w.group.settings == *settings => (w.group, w.window_started),
+                _ => (Arc::new(Group::new(settings)), now),
+            };
+            let mut members = Vec::new();
+            for e in endpoints {
+                if !claimed.insert(e.key().clone()) {
+                    continue;
+                }
+                let same = e
+                    .outlier()
+                    .group
+                    .load()
+                    .as_ref()
+                    .is_some_and(|g| Arc::ptr_eq(g, &group));
+                if !same {
+                    e.outlier().attach(Some(group.clone()));
+                }
+                self.attached.insert(e.key().clone(), Arc::downgrade(e));
+                members.push(e.clone());
             }
-            let same = e
-                .outlier()
-                .group
-                .load()
-                .as_ref()
-                .is_some_and(|g| Arc::ptr_eq(g, &group));
-            if !same {
-                e.outlier().attach(Some(group.clone()));
-            }
-            attached.insert(e.key().clone(), Arc::downgrade(e));
-            members.push(e.clone());
+            group.members.store(members.len() as u32, Ordering::Relaxed);
+            self.watched.insert(
+                name.clone(),
+                Watched {
+                    group,
+                    members,
+                    window_started,
+                },
+            );
         }
-        group.members.store(members.len() as u32, Ordering::Relaxed);
-        watched.insert(
-            entry.name.clone(),
-            Watched {
-                group,
-                members,
-                window_started,
-            },
-        );
+        self.attached.retain(|key, weak| {
+            if claimed.contains(key) {
+                return true;
+            }
+            if let Some(e) = weak.upgrade() {
+                e.outlier().attach(None);
+            }
+            false
+        });
     }
-    attached.retain(|key, weak| {
-        if claimed.contains(key) {
-            return true;
-        }
-        if let Some(e) = weak.upgrade() {
-            e.outlier().attach(None);
-        }
-        false
-    });
-    watched
-}
 
-fn sweep(watched: &mut HashMap<Arc<str>, Watched>, now: Instant) {
-    for w in watched.values_mut() {
-        let mut out = 0;
-        for e in &w.members {
-            e.outlier().tick(&w.group, now, e.display());
-            out += u32::from(e.outlier().is_ejected());
-        }
-        // The true count, whatever raced with the call path.
-        w.group.ejected.store(out, Ordering::Relaxed);
-        if now.saturating_duration_since(w.window_started) >= w.group.interval {
-            w.window_started = now;
-            close_window(&w.group, &w.members, now);
+    /// Ends ejections that ran their time, moves slow starts, closes windows.
+    pub fn sweep(&mut self, now: Instant) {
+        for w in self.watched.values_mut() {
+            let mut out = 0;
+            for e in &w.members {
+                e.outlier().tick(&w.group, now, e.display());
+                out += u32::from(e.outlier().is_ejected());
+            }
+            // The true count, whatever raced with the call path.
+            w.group.ejected.store(out, Ordering::Relaxed);
+            if now.saturating_duration_since(w.window_started) >= w.group.interval {
+                w.window_started = now;
+                close_window(&w.group, &w.members, now);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! A general HTTP/2 library serves every stream to a task of its own and keeps each
 //! connection's streams behind one lock; a proxy needs neither. Here one task owns
 //! each connection, client-facing or server-facing, and a call passes between the
-//! two as an [`crate::proxy::exchange::Exchange`]: the client connection puts the
+//! two as an [`crate::upstream::exchange::Exchange`]: the client connection puts the
 //! request in, the server connection takes it out and puts the response in. Frames
 //! are cut from one read buffer and written into one write buffer per connection,
 //! so a round of many calls costs one read and one write on each socket.

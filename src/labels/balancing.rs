@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use crate::balance::codes::CodeSet;
 use crate::dynamic::{
     LoadBalancer, OutlierDetection, ServerTls, StickyCookie, Strategy, ZoneAffinity,
 };
+use crate::telemetry::codes::CodeSet;
 
 use super::parse::{parse_bool, set, Problem, Value};
 use super::resolve::take;

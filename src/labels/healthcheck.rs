@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::balance::codes::CodeSet;
 use crate::dynamic::{HealthCheck, HealthMode, Scheme};
+use crate::telemetry::codes::CodeSet;
 
 use super::balancing::{parse_count, parse_duration};
 use super::parse::{parse_bool, parse_port, set, Problem, Value};

@@ -86,7 +86,7 @@ pub(crate) struct RouterLabels {
     pub entry_points: Option<Value<Vec<String>>>,
     pub tls: Option<Value<bool>>,
     pub retry_attempts: Option<Value<u32>>,
-    pub retry_codes: Option<Value<crate::balance::codes::CodeSet>>,
+    pub retry_codes: Option<Value<crate::telemetry::codes::CodeSet>>,
     pub retry_methods: Option<Value<Vec<String>>>,
     /// Keys of Traefik `tls.*` options (`tls.certresolver`, `tls.options`,
     /// `tls.domains[n].main|sans`): each one implies `tls=true`. Their values are not
@@ -260,7 +260,7 @@ fn router_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
         ["retry", "codes"] => set(
             &mut router.retry_codes,
             key,
-            crate::balance::codes::CodeSet::parse(value),
+            crate::telemetry::codes::CodeSet::parse(value),
             problems,
         ),
         ["retry", "methods"] => set(

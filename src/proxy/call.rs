@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Method};
 
 use crate::balance::Endpoint;
 use crate::telemetry::access_log::{self, AccessLog, Entry};
+use crate::telemetry::codes::grpc_status;
 use crate::telemetry::{CallStats, Outcome, GRPC_CODES};
 
 /// How a response stream ended.
@@ -272,23 +273,6 @@ fn write_log(
     });
 }
 
-/// The `grpc-status` of a header block, if it has a valid one.
-pub fn grpc_status(headers: &HeaderMap) -> Option<u8> {
-    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-    let v = headers.get(&GRPC_STATUS)?.as_bytes();
-    if v.is_empty() || v.len() > 2 {
-        return None;
-    }
-    let mut code: u8 = 0;
-    for &b in v {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        code = code * 10 + (b - b'0');
-    }
-    Some(code)
-}
-
 /// The status a gRPC client infers from an HTTP status when there is no
 /// `grpc-status` (grpc/doc/http-grpc-status-mapping.md).
 fn grpc_code_for_http(status: u16) -> u8 {
@@ -305,25 +289,6 @@ fn grpc_code_for_http(status: u16) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_status_values() {
-        let mut h = HeaderMap::new();
-        assert_eq!(grpc_status(&h), None);
-        for (v, want) in [
-            ("0", Some(0)),
-            ("14", Some(14)),
-            ("16", Some(16)),
-            ("99", Some(99)),
-            ("", None),
-            ("1x", None),
-            ("123", None),
-            ("-1", None),
-        ] {
-            h.insert("grpc-status", HeaderValue::from_static(v));
-            assert_eq!(grpc_status(&h), want, "{v:?}");
-        }
-    }
 
     #[test]
     fn http_statuses_map_as_grpc_clients_do() {

@@ -38,19 +38,19 @@ use tokio::time::{Instant, Sleep};
 use super::call::{Call, End};
 use super::deadline;
 use super::entrypoint::Guards;
-use super::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
 use super::headers;
 use super::respond::{self, failure_head, is_grpc, Failure};
-use super::retry::RetryRule;
-use super::streams::StreamMap;
-use super::upstream::bridge;
 use super::{ConnCtx, Placement};
 use crate::balance::Endpoint;
 use crate::http2::frame::Reason;
 use crate::http2::head::{self, HeadError};
 use crate::http2::stream::{self as h2stream, Ready, Verdict};
 use crate::http2::wire::{ConnError, Frame, Limits, Wire};
+use crate::table::RetryRule;
 use crate::telemetry::Outcome;
+use crate::upstream::bridge;
+use crate::upstream::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
+use crate::upstream::streams::StreamMap;
 
 /// Output held before the task stops reading requests and taking answers.
 const WRITE_HIGH: usize = 256 << 10;
@@ -112,7 +112,7 @@ pub(crate) struct Downstream<T> {
     unread: bool,
     /// The write was put off once, for other tasks to add to it.
     deferred: bool,
-    deferral: crate::proxy::coalesce::Deferral,
+    deferral: crate::upstream::coalesce::Deferral,
     credit_seen: u64,
     deadlines: BinaryHeap<Reverse<(std::time::Instant, u32)>>,
     timer: Pin<Box<Sleep>>,
@@ -162,7 +162,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             read_closed: false,
             unread: true,
             deferred: false,
-            deferral: crate::proxy::coalesce::Deferral::here(),
+            deferral: crate::upstream::coalesce::Deferral::here(),
             credit_seen: 0,
             deadlines: BinaryHeap::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),

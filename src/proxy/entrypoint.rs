@@ -23,9 +23,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::downstream::Downstream;
 use super::service::ConnService;
-use super::{ConnCtx, SharedTable};
+use super::ConnCtx;
 use crate::http2::frame::PREFACE;
 use crate::http2::wire::Limits;
+use crate::table::SharedTable;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use crate::tls::ServerTls;

@@ -4,7 +4,8 @@
 //!
 //! HTTP/2 clients are served by gantry's own HTTP/2 ([`downstream`], over
 //! [`crate::http2`]): one task per client connection, each call an
-//! [`exchange::Exchange`] handed to the server's connection task ([`upstream`]).
+//! [`crate::upstream::exchange::Exchange`] handed to the server's connection task
+//! ([`crate::upstream`]).
 //! HTTP/1.1 clients are served by hyper ([`service`]). Both place a call the same
 //! way ([`ConnCtx::place`]).
 //!
@@ -16,24 +17,18 @@
 
 pub mod body;
 pub mod call;
-pub mod coalesce;
 mod deadline;
 mod downstream;
 mod entrypoint;
-pub mod exchange;
 mod headers;
 pub mod respond;
-pub mod retry;
 mod service;
-pub mod streams;
-pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{header::HOST, HeaderValue, Request, Uri, Version};
 
@@ -42,15 +37,11 @@ pub use entrypoint::{bind, Entrypoint, Guards, Settings as EntrypointSettings};
 use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
 use crate::rules::RequestInfo;
-use crate::table::RoutingTable;
+use crate::table::{RetryRule, SharedTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::CallStats;
 use call::{record_refused, Call, LogContext, Scopes};
 use respond::Failure;
-use retry::RetryRule;
-
-/// The routing table every entrypoint reads; swapped whole by the watcher.
-pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
 
 /// What every call on one client connection shares.
 pub(crate) struct ConnCtx {

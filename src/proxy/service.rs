@@ -3,7 +3,7 @@
 //! router and the retry budget allow, and its response streamed back with the call
 //! riding in the body.
 //!
-//! [`Upstream::send`]: super::upstream::Upstream::send
+//! [`Upstream::send`]: crate::upstream::Upstream::send
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,11 +14,12 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::body::{ProxyBody, RequestBody};
+use super::body::ProxyBody;
 use super::entrypoint::{ActiveCall, Activity};
 use super::respond::{failure, is_grpc, Failure};
-use super::{deadline, headers, retry, ConnCtx, Placement};
+use super::{deadline, headers, ConnCtx, Placement};
 use crate::balance::Endpoint;
+use crate::upstream::{Kept, RequestBody};
 
 /// Serves the requests of one HTTP/1.1 client connection.
 #[derive(Clone)]
@@ -64,7 +65,7 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     let endpoint = call.endpoint().clone();
     let mut req = req.map(|body| RequestBody::new(body, bytes_in));
     // Kept before `prepare` rewrites it for one server.
-    let kept = retry_rule.as_ref().map(|_| retry::Kept::keep(&mut req));
+    let kept = retry_rule.as_ref().map(|_| Kept::keep(&mut req));
     let mut attempts_left = retry_rule.as_ref().map_or(0, |r| r.attempts);
     if let Err(msg) = ctx.prepare(&mut req, &endpoint, pass_host) {
         call.fail(Failure::Unreachable.outcome(grpc).0);
@@ -166,7 +167,7 @@ fn replay_to(
     ctx: &ConnCtx,
     service: &str,
     failed: &Arc<Endpoint>,
-    kept: &retry::Kept,
+    kept: &Kept,
     pass_host: bool,
 ) -> Option<(Arc<Endpoint>, Request<RequestBody>)> {
     let mut again = kept.again()?;

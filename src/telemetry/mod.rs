@@ -1,13 +1,14 @@
 //! What gantry observes about the calls it routes: counters and latency per scope
-//! (entrypoint, router, service, server), recent rates for the dashboard, the
-//! Prometheus exposition, and JSON access logs.
+//! (entrypoint, router, service, server), recent rates for the dashboard, JSON
+//! access logs, and the gRPC status codes calls end with ([`codes`]). The API
+//! renders them (`/metrics` is [`crate::api::metrics`]).
 //!
 //! The data plane only ever touches relaxed atomics here (see [`CallStats`]); every
 //! reader works from those counters at read time, so observing costs nothing when
 //! nobody looks.
 
 pub mod access_log;
-pub mod metrics;
+pub mod codes;
 mod stats;
 mod window;
 

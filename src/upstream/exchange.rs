@@ -30,8 +30,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use parking_lot::{Mutex, MutexGuard};
 
-use super::retry::REPLAY_LIMIT;
-use super::upstream::UpstreamError;
+use super::replay::REPLAY_LIMIT;
+use super::UpstreamError;
 use crate::http2::frame::Reason;
 
 /// Stream window given back once this much was taken (and the stream goes on).

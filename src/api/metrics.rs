@@ -32,11 +32,10 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::slot_name;
-use super::stats::{bucket_upper, CallStats, BUCKETS, SLOTS};
-use crate::app::Shared;
+use super::Shared;
 use crate::balance::{EndpointKey, Health};
 use crate::dynamic::Status;
+use crate::telemetry::{bucket_upper, slot_name, CallStats, BUCKETS, SLOTS};
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -1,12 +1,9 @@
 //! Active health checks: asking each server, on a timer, whether it is fit for calls.
 //!
-//! This module owns three things:
+//! Each result goes into the server's [`HealthState`] (in `balance`, on the
+//! endpoint, where the data plane and the API read the verdict without locks). This
+//! module owns two things:
 //!
-//! - [`HealthState`], one per server: the verdict the data plane and the API read
-//!   without locks, the reason for the last failure, and probe totals for metrics.
-//!   [`HealthState::record`] turns single probe results into a verdict with
-//!   thresholds, so one lost probe does not take a server out and one good answer
-//!   does not bring a sick one back.
 //! - [`Probe`], one per server: a single connection to it (HTTP/2 without TLS for
 //!   gRPC servers, HTTP/1.1 otherwise), dialled on first use and then reused by every
 //!   probe. It is dropped and dialled afresh when the server closes it, when a
@@ -24,11 +21,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::uri::Authority;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -40,7 +35,8 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::codes::{code_name, CodeSet};
+use crate::balance::{HealthState, Thresholds};
+use crate::telemetry::codes::{code_name, CodeSet};
 
 /// The method of the standard gRPC health service.
 const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
@@ -87,6 +83,16 @@ pub struct CheckConfig {
     pub http: HttpCheck,
 }
 
+impl CheckConfig {
+    /// The runs of results that flip the server's verdict.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            healthy: self.healthy_threshold,
+            unhealthy: self.unhealthy_threshold,
+        }
+    }
+}
+
 /// The options of an HTTP check (Traefik's `healthcheck.method|status|followredirects`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCheck {
@@ -111,153 +117,6 @@ impl Default for HttpCheck {
 /// The most redirects one HTTP probe follows (as Go's HTTP client, which Traefik's
 /// checks use).
 pub const MAX_REDIRECTS: usize = 10;
-
-/// One server's health as the checks see it; shared, and read lock-free by the data
-/// plane and the API.
-///
-/// A new server counts as healthy: calls flow to it until checks say otherwise.
-pub struct HealthState {
-    /// Verdict and current streak, packed so that one compare-and-swap updates both
-    /// (see [`Streak`]).
-    streak: AtomicU64,
-    checks: AtomicU64,
-    failures: AtomicU64,
-    /// The last failure's reason.
-    reason: ArcSwapOption<String>,
-}
-
-impl HealthState {
-    pub fn new() -> HealthState {
-        HealthState {
-            streak: AtomicU64::new(Streak::INITIAL.pack()),
-            checks: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            reason: ArcSwapOption::empty(),
-        }
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        Streak::unpack(self.streak.load(Ordering::Acquire)).healthy
-    }
-
-    /// Why the server is unhealthy (the last failed probe), or `None` while healthy.
-    pub fn reason(&self) -> Option<String> {
-        if self.is_healthy() {
-            return None;
-        }
-        self.reason.load_full().map(|r| r.as_ref().clone())
-    }
-
-    /// Probes recorded so far.
-    pub fn checks(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
-    }
-
-    /// Failed probes recorded so far.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    /// Applies one probe result: the server turns unhealthy after
-    /// `unhealthy_threshold` consecutive failures and healthy again after
-    /// `healthy_threshold` consecutive successes. Returns `Some(new verdict)` when this
-    /// result changed the verdict, `None` otherwise.
-    pub fn record(&self, result: Result<(), String>, cfg: &CheckConfig) -> Option<bool> {
-        self.checks.fetch_add(1, Ordering::Relaxed);
-        let ok = result.is_ok();
-        if let Err(reason) = result {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            // Stored before the verdict flips, so whoever sees "unhealthy" finds a reason.
-            self.reason.store(Some(Arc::new(reason)));
-        }
-        let mut flipped = None;
-        let update = self
-            .streak
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
-                let before = Streak::unpack(packed);
-                let after = before.step(ok, cfg);
-                flipped = (after.healthy != before.healthy).then_some(after.healthy);
-                Some(after.pack())
-            });
-        // The closure always returns Some, so the update cannot be refused.
-        debug_assert!(update.is_ok());
-        flipped
-    }
-}
-
-impl Default for HealthState {
-    fn default() -> HealthState {
-        HealthState::new()
-    }
-}
-
-impl std::fmt::Debug for HealthState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthState")
-            .field("healthy", &self.is_healthy())
-            .field("reason", &self.reason())
-            .field("checks", &self.checks())
-            .field("failures", &self.failures())
-            .finish()
-    }
-}
-
-/// The verdict plus the run of identical results that led to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Streak {
-    healthy: bool,
-    /// Whether the current run is of successes (else of failures).
-    of_successes: bool,
-    /// Length of the current run.
-    len: u32,
-}
-
-impl Streak {
-    const INITIAL: Streak = Streak {
-        healthy: true,
-        of_successes: true,
-        len: 0,
-    };
-    const HEALTHY_BIT: u64 = 1 << 33;
-    const SUCCESS_BIT: u64 = 1 << 32;
-
-    fn pack(self) -> u64 {
-        let mut packed = u64::from(self.len);
-        if self.healthy {
-            packed |= Self::HEALTHY_BIT;
-        }
-        if self.of_successes {
-            packed |= Self::SUCCESS_BIT;
-        }
-        packed
-    }
-
-    fn unpack(packed: u64) -> Streak {
-        Streak {
-            healthy: packed & Self::HEALTHY_BIT != 0,
-            of_successes: packed & Self::SUCCESS_BIT != 0,
-            len: (packed & u64::from(u32::MAX)) as u32,
-        }
-    }
-
-    fn step(self, ok: bool, cfg: &CheckConfig) -> Streak {
-        let len = if ok == self.of_successes {
-            self.len.saturating_add(1)
-        } else {
-            1
-        };
-        let healthy = if ok {
-            self.healthy || len >= cfg.healthy_threshold.max(1)
-        } else {
-            self.healthy && len < cfg.unhealthy_threshold.max(1)
-        };
-        Streak {
-            healthy,
-            of_successes: ok,
-            len,
-        }
-    }
-}
 
 /// The probing side of one server: where it is, how to speak to it, and the one
 /// connection kept open to it between probes.
@@ -667,7 +526,7 @@ async fn drive<C: Checker>(checker: &mut C, cfg: &CheckConfig, state: &HealthSta
         if let Err(reason) = &result {
             tracing::debug!(server = %checker.server(), %reason, "health check failed");
         }
-        match state.record(result, cfg) {
+        match state.record(result, cfg.thresholds()) {
             Some(false) => tracing::warn!(
                 server = %checker.server(),
                 reason = state.reason().as_deref().unwrap_or(""),
@@ -975,7 +834,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU16, AtomicUsize};
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+    use arc_swap::ArcSwapOption;
 
     use hyper::service::service_fn;
     use tokio::net::TcpListener;
@@ -1152,112 +1013,8 @@ mod tests {
         listener.local_addr().unwrap()
     }
 
-    // ----- the threshold state machine -----
-
     fn fail(reason: &str) -> Result<(), String> {
         Err(reason.to_string())
-    }
-
-    #[test]
-    fn starts_healthy_with_no_reason() {
-        let state = HealthState::new();
-        assert!(state.is_healthy());
-        assert_eq!(state.reason(), None);
-        assert_eq!((state.checks(), state.failures()), (0, 0));
-    }
-
-    #[test]
-    fn flips_after_the_thresholds_and_not_before() {
-        let cfg = config(grpc("")); // healthy 2, unhealthy 3
-        let state = HealthState::new();
-        // (result, flip expected, healthy after)
-        let script: &[(Result<(), String>, Option<bool>, bool)] = &[
-            (Ok(()), None, true),
-            (fail("a"), None, true),
-            (fail("b"), None, true),
-            (Ok(()), None, true), // breaks the run of failures
-            (fail("c"), None, true),
-            (fail("d"), None, true),
-            (fail("e"), Some(false), false),
-            (fail("f"), None, false),
-            (Ok(()), None, false),
-            (fail("g"), None, false), // breaks the run of successes
-            (Ok(()), None, false),
-            (Ok(()), Some(true), true),
-            (Ok(()), None, true),
-        ];
-        for (i, (result, flip, healthy)) in script.iter().enumerate() {
-            assert_eq!(state.record(result.clone(), &cfg), *flip, "step {i}");
-            assert_eq!(state.is_healthy(), *healthy, "step {i}");
-        }
-        assert_eq!(state.checks(), script.len() as u64);
-        assert_eq!(state.failures(), 7);
-    }
-
-    #[test]
-    fn reason_is_the_last_failure_while_unhealthy() {
-        let mut cfg = config(grpc(""));
-        cfg.unhealthy_threshold = 2;
-        cfg.healthy_threshold = 1;
-        let state = HealthState::new();
-        state.record(fail("first"), &cfg);
-        assert_eq!(state.reason(), None, "still healthy after one failure");
-        state.record(fail("second"), &cfg);
-        assert_eq!(state.reason().as_deref(), Some("second"));
-        state.record(fail("third"), &cfg);
-        assert_eq!(state.reason().as_deref(), Some("third"));
-        assert_eq!(state.record(Ok(()), &cfg), Some(true));
-        assert_eq!(state.reason(), None);
-    }
-
-    #[test]
-    fn zero_thresholds_act_as_one() {
-        let mut cfg = config(grpc(""));
-        cfg.unhealthy_threshold = 0;
-        cfg.healthy_threshold = 0;
-        let state = HealthState::new();
-        assert_eq!(state.record(fail("x"), &cfg), Some(false));
-        assert_eq!(state.record(Ok(()), &cfg), Some(true));
-    }
-
-    #[test]
-    fn streak_packing_round_trips() {
-        for healthy in [false, true] {
-            for of_successes in [false, true] {
-                for len in [0, 1, 7, u32::MAX] {
-                    let s = Streak {
-                        healthy,
-                        of_successes,
-                        len,
-                    };
-                    assert_eq!(Streak::unpack(s.pack()), s);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn concurrent_records_lose_no_update() {
-        let mut cfg = config(grpc(""));
-        cfg.unhealthy_threshold = u32::MAX;
-        let state = Arc::new(HealthState::new());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (state, cfg) = (state.clone(), cfg.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        state.record(fail("x"), &cfg);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(state.checks(), 4000);
-        assert_eq!(state.failures(), 4000);
-        let streak = Streak::unpack(state.streak.load(Ordering::SeqCst));
-        assert_eq!((streak.of_successes, streak.len), (false, 4000));
     }
 
     /// Stands in for a server: answers probes from a script and reports, for each
@@ -1477,7 +1234,10 @@ mod tests {
             .reporter
             .set_service_status("rg", ServingStatus::Serving)
             .await;
-        assert_eq!(state.record(probe_once(&mut probe, &cfg).await, &cfg), None);
+        assert_eq!(
+            state.record(probe_once(&mut probe, &cfg).await, cfg.thresholds()),
+            None
+        );
         assert!(state.is_healthy());
 
         server
@@ -1495,7 +1255,7 @@ mod tests {
                 )
             );
             probes += 1;
-            if state.record(result, &cfg) == Some(false) {
+            if state.record(result, cfg.thresholds()) == Some(false) {
                 break;
             }
             assert!(state.is_healthy(), "unhealthy without flipping");
@@ -1517,7 +1277,7 @@ mod tests {
             let result = probe_once(&mut probe, &cfg).await;
             assert_eq!(result, Ok(()));
             probes += 1;
-            if state.record(result, &cfg) == Some(true) {
+            if state.record(result, cfg.thresholds()) == Some(true) {
                 break;
             }
             assert!(!state.is_healthy(), "healthy without flipping");
@@ -1723,7 +1483,7 @@ mod tests {
         for _ in 0..cfg.unhealthy_threshold {
             let result = probe_once(&mut probe, &cfg).await;
             assert_eq!(result, Err(format!("connect {addr}: Connection refused")));
-            state.record(result, &cfg);
+            state.record(result, cfg.thresholds());
         }
         assert!(!state.is_healthy());
         assert_eq!(

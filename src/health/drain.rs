@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use super::EndpointKey;
-use crate::proxy::SharedTable;
+use crate::balance::EndpointKey;
+use crate::table::SharedTable;
 
 const TICK: Duration = Duration::from_millis(100);
 

@@ -1,4 +1,5 @@
-//! Sets of gRPC status codes, as written in a label value.
+//! gRPC status codes: their names, sets of them as written in a label value, and
+//! the `grpc-status` of a header block.
 //!
 //! A health check that calls an arbitrary method decides "alive" by the status the
 //! server answers with, and which statuses count is configured with a short list:
@@ -12,11 +13,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use http::HeaderMap;
+
 /// The highest gRPC status code (UNAUTHENTICATED).
 pub const MAX_CODE: u8 = 16;
 
 /// Canonical names of the gRPC status codes, indexed by code.
-const NAMES: [&str; MAX_CODE as usize + 1] = crate::telemetry::GRPC_CODES;
+const NAMES: [&str; MAX_CODE as usize + 1] = super::GRPC_CODES;
 
 /// The canonical name of a gRPC status code (`12` → `UNIMPLEMENTED`), if it is one.
 pub fn code_name(code: u32) -> Option<&'static str> {
@@ -24,6 +27,23 @@ pub fn code_name(code: u32) -> Option<&'static str> {
         .ok()
         .and_then(|i| NAMES.get(i))
         .copied()
+}
+
+/// The `grpc-status` of a header block, if it has a valid one.
+pub fn grpc_status(headers: &HeaderMap) -> Option<u8> {
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let v = headers.get(&GRPC_STATUS)?.as_bytes();
+    if v.is_empty() || v.len() > 2 {
+        return None;
+    }
+    let mut code: u8 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        code = code * 10 + (b - b'0');
+    }
+    Some(code)
 }
 
 /// A set of gRPC status codes (0 through 16). The default is `{0}` (only OK).
@@ -151,6 +171,26 @@ impl fmt::Debug for CodeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn grpc_status_values() {
+        let mut h = HeaderMap::new();
+        assert_eq!(grpc_status(&h), None);
+        for (v, want) in [
+            ("0", Some(0)),
+            ("14", Some(14)),
+            ("16", Some(16)),
+            ("99", Some(99)),
+            ("", None),
+            ("1x", None),
+            ("123", None),
+            ("-1", None),
+        ] {
+            h.insert("grpc-status", HeaderValue::from_static(v));
+            assert_eq!(grpc_status(&h), want, "{v:?}");
+        }
+    }
 
     fn codes(set: CodeSet) -> Vec<u8> {
         (0..=20).filter(|&c| set.contains(c)).collect()

@@ -21,8 +21,8 @@ use http_body::{Body, Frame, SizeHint};
 use super::conn::Handle;
 use super::{SendError, UpstreamError};
 use crate::http2::frame::Reason;
-use crate::proxy::body::RequestBody;
-use crate::proxy::exchange::{Exchange, ServerEnd, Side, CREDIT_STEP};
+use crate::upstream::body::RequestBody;
+use crate::upstream::exchange::{Exchange, ServerEnd, Side, CREDIT_STEP};
 
 /// Request bytes held for the server before the client is read further.
 pub const LIMIT: usize = 256 << 10;

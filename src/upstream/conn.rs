@@ -30,8 +30,8 @@ use crate::http2::frame::Reason;
 use crate::http2::head;
 use crate::http2::stream::{self as h2stream, Ready, Verdict};
 use crate::http2::wire::{ConnError, Frame, Limits, Wire};
-use crate::proxy::exchange::{Exchange, Inbox, ServerEnd, CREDIT_STEP};
-use crate::proxy::streams::StreamMap;
+use crate::upstream::exchange::{Exchange, Inbox, ServerEnd, CREDIT_STEP};
+use crate::upstream::streams::StreamMap;
 
 /// How long dialling a server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -192,7 +192,7 @@ struct Conn<T> {
     settings_received: bool,
     /// The write was put off once, for other tasks to add to it.
     deferred: bool,
-    deferral: crate::proxy::coalesce::Deferral,
+    deferral: crate::upstream::coalesce::Deferral,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -224,7 +224,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             proto,
             settings_received: false,
             deferred: false,
-            deferral: crate::proxy::coalesce::Deferral::here(),
+            deferral: crate::upstream::coalesce::Deferral::here(),
         }
     }
 

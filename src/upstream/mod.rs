@@ -1,4 +1,10 @@
-//! Connections to one server.
+//! Connections to servers, and the exchange of one call with one of them.
+//!
+//! An [`Exchange`] ([`exchange`]) is what a client's connection and a server's share
+//! of a call; the request body a server gets is a [`RequestBody`] ([`body`]), kept for
+//! another attempt when the call may be sent again ([`replay`]). Both connection roles
+//! index their streams with [`streams::StreamMap`] and put their writes off once per
+//! scheduler round ([`coalesce`]).
 //!
 //! h2c servers get one multiplexed HTTP/2 connection of gantry's own ([`conn`],
 //! found through [`pool`]), shared by every call whatever the client speaks: an
@@ -7,9 +13,14 @@
 //! ([`task`]). HTTP/1.1 servers use hyper's pooled client, one connection per call
 //! in flight, kept alive between calls ([`bridge`] for HTTP/2 clients' calls).
 
+pub mod body;
 pub mod bridge;
+pub mod coalesce;
 pub mod conn;
+pub mod exchange;
 pub mod pool;
+pub mod replay;
+pub mod streams;
 pub mod task;
 
 use std::net::SocketAddr;
@@ -28,11 +39,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::RequestBody;
-use super::exchange::{Exchange, Side};
 use crate::dynamic::Scheme;
+use exchange::{Exchange, Side};
 
+pub use body::RequestBody;
 pub use conn::CONNECT_TIMEOUT;
+pub use replay::{Kept, REPLAY_LIMIT};
 
 /// Why a call could not be handed to a server, or failed there.
 #[derive(Debug, thiserror::Error)]

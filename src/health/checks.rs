@@ -2,7 +2,7 @@
 //! a service with `healthcheck.*` labels, started when the server appears, restarted
 //! when its check's settings change, stopped when it leaves.
 //!
-//! The check's state lives on the server's [`Endpoint`] (which survives rebuilds), so
+//! The check's state lives on the server's [`Endpoint`](crate::balance::Endpoint) (which survives rebuilds), so
 //! a reload neither resets a verdict nor starts a second probe. A server shared by two
 //! services with different checks is checked with the first service's settings.
 
@@ -13,12 +13,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::codes::CodeSet;
-use super::health::{self, CheckConfig, CheckKind, HealthState, HttpCheck};
-use super::EndpointKey;
+use super::probe::{self, CheckConfig, CheckKind, HttpCheck};
+use crate::balance::EndpointKey;
+use crate::balance::HealthState;
 use crate::dynamic::{HealthCheck, HealthMode, Status};
-use crate::proxy::SharedTable;
-use crate::table::RoutingTable;
+use crate::table::{RoutingTable, SharedTable};
+use crate::telemetry::codes::CodeSet;
 use crate::watcher::Progress;
 
 struct Running {
@@ -103,7 +103,7 @@ fn reconcile(table: &RoutingTable, running: &mut HashMap<EndpointKey, Running>) 
         };
         let state = Arc::new(HealthState::new());
         endpoint.set_check(Some(state.clone()));
-        let task = tokio::spawn(health::run(
+        let task = tokio::spawn(probe::run(
             target.address,
             target.h2c,
             target.authority.clone(),

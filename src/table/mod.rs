@@ -8,9 +8,13 @@
 //! connections; a server that left keeps its `Arc` alive only as long as calls on it
 //! are still in flight.
 
+mod retry;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use crate::balance::retry::RetryBudget;
 use crate::balance::{Balancer, Endpoint, EndpointKey, Split};
@@ -18,6 +22,12 @@ use crate::dynamic::{ConfigError, DynamicConfig, ObjectRef, Scheme, Severity, St
 use crate::route_index::RouteIndex;
 use crate::rules::{self, Matcher, RequestInfo};
 use crate::telemetry::CallStats;
+
+pub use retry::RetryRule;
+
+/// The routing table every entrypoint and background loop reads; swapped whole by
+/// the watcher.
+pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
 
 /// A compiled router.
 #[derive(Debug)]
@@ -29,7 +39,7 @@ pub struct Route {
     matcher: Matcher,
     service: usize,
     /// Retries of answered calls, when the router asks for them.
-    pub retry: Option<Arc<crate::proxy::retry::RetryRule>>,
+    pub retry: Option<Arc<RetryRule>>,
 }
 
 impl Route {
@@ -249,10 +259,7 @@ impl RoutingTable {
             let name: Arc<str> = name.as_str().into();
             let stats = carry(&previous.router_stats, &name);
             router_stats.insert(name.clone(), stats.clone());
-            let retry = router
-                .retry
-                .as_ref()
-                .map(|r| Arc::new(crate::proxy::retry::RetryRule::new(r)));
+            let retry = router.retry.as_ref().map(|r| Arc::new(RetryRule::new(r)));
             for (i, ep) in entrypoints.iter().enumerate() {
                 let named = router.entry_points.is_empty()
                     || router.entry_points.iter().any(|e| e == ep.name());

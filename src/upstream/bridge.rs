@@ -18,8 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
 use super::UpstreamError;
-use crate::proxy::body::RequestBody;
-use crate::proxy::exchange::{Exchange, ServerEnd};
+use crate::upstream::body::RequestBody;
+use crate::upstream::exchange::{Exchange, ServerEnd};
 
 /// Response bytes held for the client before the server is read further.
 pub const LIMIT: usize = 256 << 10;

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Endpoint;
+use crate::balance::Endpoint;
 use crate::dynamic::Scheme;
-use crate::proxy::SharedTable;
+use crate::table::SharedTable;
 
 /// Time between two looks at the table.
 pub const INTERVAL: Duration = Duration::from_millis(500);
