@@ -13,6 +13,7 @@ mod deadlines;
 mod ecs;
 mod http;
 mod http2;
+mod interop;
 mod label_corpus;
 mod layers;
 mod lifecycle;
