@@ -14,6 +14,7 @@ mod deadlines;
 mod ecs;
 mod http;
 mod http2;
+mod interop;
 mod label_corpus;
 mod layers;
 mod lifecycle;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod interop;
 pub mod moto;
 pub mod pki;
 pub mod proto;

@@ -10,3 +10,8 @@ pub mod routeguide {
 pub mod echo {
     tonic::include_proto!("gantry.test");
 }
+
+/// `proto/interop/*.proto` (package `grpc.testing`): the gRPC interop test service.
+pub mod interop {
+    tonic::include_proto!("grpc.testing");
+}
