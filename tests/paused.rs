@@ -57,8 +57,9 @@ impl Process {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+        // The shell's own `kill`: no procps needed.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill {sig} {}", self.child.id())])
             .status()
             .expect("kill")
             .success();
@@ -68,8 +69,8 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -CONT {}", self.child.id())])
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
