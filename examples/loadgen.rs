@@ -90,6 +90,16 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts every call's answer (latency, or a failure) until all are in.
+    async fn collect(&mut self, done: &mut mpsc::UnboundedReceiver<Result<u32, ()>>) {
+        while let Some(result) = done.recv().await {
+            match result {
+                Ok(us) => self.latencies.push(us),
+                Err(()) => self.failed += 1,
+            }
+        }
+    }
+
     fn add(&mut self, other: Tally) {
         self.latencies.extend(other.latencies);
         self.failed += other.failed;
@@ -206,12 +216,7 @@ async fn rate(channels: &[Channel], rate: u32, length: Duration, payload: bytes:
     }
     drop(done_tx);
     let mut tally = Tally::default();
-    while let Some(result) = done_rx.recv().await {
-        match result {
-            Ok(us) => tally.latencies.push(us),
-            Err(()) => tally.failed += 1,
-        }
-    }
+    tally.collect(&mut done_rx).await;
     tally
 }
 
@@ -263,12 +268,7 @@ async fn shared(channel: &Channel, rate: u32, mib: u32, payload: bytes::Bytes) -
     if got < u64::from(mib) << 20 {
         tally.failed += 1;
     }
-    while let Some(result) = done_rx.recv().await {
-        match result {
-            Ok(us) => tally.latencies.push(us),
-            Err(()) => tally.failed += 1,
-        }
-    }
+    tally.collect(&mut done_rx).await;
     tally
 }
 

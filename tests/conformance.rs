@@ -105,51 +105,12 @@ async fn stream_or_connection_error(raw: &mut Raw, stream: u32, what: &str) -> R
     }
 }
 
-/// Reads one call's answer on `stream` to its end: head, data bytes, trailers.
-async fn answer(
-    raw: &mut Raw,
-    stream: u32,
-) -> (Vec<(String, String)>, usize, Vec<(String, String)>) {
-    let mut head = None;
-    let mut data = 0;
-    loop {
-        match raw.next().await {
-            Some(Got::Headers {
-                stream: s,
-                end,
-                fields,
-            }) if s == stream => {
-                if head.is_none() && !end {
-                    head = Some(fields);
-                } else {
-                    return (head.unwrap_or_default(), data, fields);
-                }
-            }
-            Some(Got::Data {
-                stream: s,
-                len,
-                end,
-                ..
-            }) if s == stream => {
-                data += len;
-                assert!(!end, "a gRPC answer ends with trailers, not DATA");
-            }
-            Some(Got::Reset { stream: s, reason }) if s == stream => {
-                panic!("stream {stream} was reset: {reason}")
-            }
-            Some(Got::GoAway { reason, debug, .. }) => panic!("GOAWAY {reason}: {debug}"),
-            Some(_) => {}
-            None => panic!("connection closed before stream {stream} was answered"),
-        }
-    }
-}
-
 /// A whole unary call on `stream`, answered OK.
 async fn call_ok(raw: &mut Raw, stream: u32) {
     let block = raw.grpc_block("Unary", &[]);
     raw.headers(stream, &block, false).await;
     raw.data(stream, &echo_message(b"ping", 0), true).await;
-    let (head, _, trailers) = answer(raw, stream).await;
+    let (head, _, trailers) = raw.answer(stream).await;
     assert_eq!(field(&head, ":status"), Some("200"));
     assert_eq!(field(&trailers, "grpc-status"), Some("0"), "{trailers:?}");
 }
@@ -390,7 +351,7 @@ async fn s8_1_2_6_content_length_must_match_the_data() {
         let block = raw.grpc_block("Unary", &[("content-length", &declared)]);
         raw.headers(5, &block, false).await;
         raw.data(5, &msg, true).await;
-        let (_, _, trailers) = answer(&mut raw, 5).await;
+        let (_, _, trailers) = raw.answer(5).await;
         assert_eq!(field(&trailers, "grpc-status"), Some("0"), "{name}");
     }
     // Only the matching calls reached the server: the one whose length was short
@@ -416,7 +377,7 @@ async fn every_way_to_end_a_request_is_answered() {
         // A client stream of no messages, ended on its HEADERS.
         let block = raw.grpc_block("ClientStream", &[]);
         raw.headers(1, &block, true).await;
-        let (head, _, trailers) = answer(&mut raw, 1).await;
+        let (head, _, trailers) = raw.answer(1).await;
         assert_eq!(field(&head, ":status"), Some("200"), "{name}: on HEADERS");
         assert!(
             field(&trailers, "grpc-status").is_some(),
@@ -426,7 +387,7 @@ async fn every_way_to_end_a_request_is_answered() {
         let block = raw.grpc_block("Unary", &[]);
         raw.headers(3, &block, false).await;
         raw.data(3, &msg, true).await;
-        let (_, _, trailers) = answer(&mut raw, 3).await;
+        let (_, _, trailers) = raw.answer(3).await;
         assert_eq!(
             field(&trailers, "grpc-status"),
             Some("0"),
@@ -437,7 +398,7 @@ async fn every_way_to_end_a_request_is_answered() {
         raw.headers(5, &block, false).await;
         raw.data(5, &msg, false).await;
         raw.data(5, &[], true).await;
-        let (_, _, trailers) = answer(&mut raw, 5).await;
+        let (_, _, trailers) = raw.answer(5).await;
         assert_eq!(
             field(&trailers, "grpc-status"),
             Some("0"),
@@ -449,7 +410,7 @@ async fn every_way_to_end_a_request_is_answered() {
         raw.headers(7, &block, false).await;
         tokio::task::yield_now().await;
         raw.data(7, &[], true).await;
-        let (_, _, trailers) = answer(&mut raw, 7).await;
+        let (_, _, trailers) = raw.answer(7).await;
         assert!(
             field(&trailers, "grpc-status").is_some(),
             "{name}: HEADERS then an empty DATA: {trailers:?}"
@@ -460,7 +421,7 @@ async fn every_way_to_end_a_request_is_answered() {
         raw.data(9, &msg, false).await;
         let t = raw.trailers_block(&[("x-client-trailer", "1")]);
         raw.headers(9, &t, true).await;
-        let (_, _, trailers) = answer(&mut raw, 9).await;
+        let (_, _, trailers) = raw.answer(9).await;
         assert_eq!(
             field(&trailers, "grpc-status"),
             Some("0"),
@@ -552,7 +513,7 @@ async fn frames_that_break_nothing_are_accepted() {
         out.extend_from_slice(&msg);
         out.extend_from_slice(&[0; 4]);
         raw.send(&out).await;
-        let (_, _, trailers) = answer(&mut raw, 1).await;
+        let (_, _, trailers) = raw.answer(1).await;
         assert_eq!(field(&trailers, "grpc-status"), Some("0"), "{name}");
     }
 }

@@ -18,44 +18,13 @@ async fn gateway() -> (Backend, Gateway) {
     (backend, gw)
 }
 
-/// Reads one call's answer on `stream`: its head, its data bytes, its trailers.
-async fn answer(
-    raw: &mut Raw,
-    stream: u32,
-) -> (Vec<(String, String)>, usize, Vec<(String, String)>) {
-    let mut head = None;
-    let mut data = 0;
-    loop {
-        match raw.next().await {
-            Some(Got::Headers {
-                stream: s,
-                end,
-                fields,
-            }) if s == stream => {
-                if head.is_none() && !end {
-                    head = Some(fields);
-                } else {
-                    return (head.unwrap_or_default(), data, fields);
-                }
-            }
-            Some(Got::Data { stream: s, len, .. }) if s == stream => data += len,
-            Some(Got::Reset { stream: s, reason }) if s == stream => {
-                panic!("stream {stream} was reset: {reason}")
-            }
-            Some(Got::GoAway { reason, debug, .. }) => panic!("GOAWAY {reason}: {debug}"),
-            Some(_) => {}
-            None => panic!("connection closed before stream {stream} was answered"),
-        }
-    }
-}
-
 /// A plain unary call on `stream` is answered OK (the connection is still good).
 async fn a_call_works(raw: &mut Raw, stream: u32) {
     let good = raw.grpc_block("Unary", &[]);
     raw.headers(stream, &good, false).await;
     raw.data(stream, &echo_message(b"still here", 0), true)
         .await;
-    let (head, _, trailers) = answer(raw, stream).await;
+    let (head, _, trailers) = raw.answer(stream).await;
     assert_eq!(field(&head, ":status"), Some("200"));
     assert_eq!(field(&trailers, "grpc-status"), Some("0"));
 }
@@ -92,7 +61,7 @@ async fn a_head_split_over_continuation_frames_is_one_request() {
     out.extend_from_slice(third);
     raw.send(&out).await;
     raw.data(1, &echo_message(b"hello", 0), true).await;
-    let (head, data, trailers) = answer(&mut raw, 1).await;
+    let (head, data, trailers) = raw.answer(1).await;
     assert_eq!(field(&head, ":status"), Some("200"));
     assert_eq!(
         field(&head, "x-echo-split"),

@@ -362,11 +362,6 @@ impl Wire {
         tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf)
     }
 
-    /// Which end of the connection we are.
-    pub fn role(&self) -> Role {
-        self.streams.role()
-    }
-
     /// What a stream frame from the peer means, given its stream's state here.
     pub fn judge(&mut self, f: &Frame, live: Option<&Stream>) -> Verdict {
         self.streams.judge(f, live)
@@ -597,6 +592,18 @@ impl Wire {
         while let Some(c) = chunks.next() {
             frame::put_data(&mut self.wbuf, stream, c, end && chunks.peek().is_none());
         }
+    }
+
+    /// How many bytes one DATA frame of a stream with `stream_window` may carry
+    /// now: that window, the connection's, the room left below `write_high` bytes
+    /// of unwritten output, and the peer's frame size.
+    pub fn sendable(&self, stream_window: i64, write_high: usize) -> usize {
+        let room = write_high.saturating_sub(self.pending());
+        stream_window
+            .min(self.send_window)
+            .min(room as i64)
+            .min(i64::from(self.peer.max_frame_size))
+            .max(0) as usize
     }
 
     /// Writes one DATA frame of `len` bytes that `fill` appends (the caller has
@@ -1011,13 +1018,6 @@ impl Wire {
         frame::put_settings_ack(&mut self.wbuf);
         Ok(Some(Frame::Settings))
     }
-}
-
-/// Grows a stream's send window by a WINDOW_UPDATE; false if it would pass 2^31-1
-/// (the stream is then reset with FLOW_CONTROL_ERROR, RFC 9113 §6.9.1).
-pub fn grow_window(window: &mut i64, increment: u32) -> bool {
-    *window += i64::from(increment);
-    *window <= i64::from(frame::MAX_WINDOW)
 }
 
 /// Removes a frame's padding (its length byte first); returns the padding length.

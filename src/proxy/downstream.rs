@@ -610,7 +610,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
     /// and the write buffer have room.
     fn pump_ready(&mut self) {
         let mut turns = self.ready.len();
-        while turns > 0 && self.wire.send_window > 0 && self.wire.pending() < WRITE_HIGH {
+        while turns > 0 && self.wire.sendable(1, WRITE_HIGH) > 0 {
             let Some(id) = self.ready.pop() else {
                 break;
             };
@@ -717,14 +717,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         // a stream with more to send waits behind the others' turns.
         let mut done = false;
         if s.res.queued > 0 && !st.core.ready {
-            let room = WRITE_HIGH.saturating_sub(self.wire.pending());
-            let max = st
-                .core
-                .send_window
-                .min(self.wire.send_window)
-                .min(room as i64)
-                .min(i64::from(self.wire.peer.max_frame_size))
-                .max(0) as usize;
+            let max = self.wire.sendable(st.core.send_window, WRITE_HIGH);
             let queued = s.res.queued;
             if max > 0 {
                 let n = queued.min(max);
@@ -780,7 +773,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             // The server's answer broke off: so does the client's, as a gRPC
             // status a client's retry policy understands where it is gRPC.
             let why = x.lock().server_end.clone();
-            if let (Some(ServerEnd::Silent(silent)), Some(call)) = (&why, st_call(self, id)) {
+            if let (Some(ServerEnd::Silent(silent)), Some(call)) =
+                (&why, self.streams.get(id).and_then(|st| st.call.as_ref()))
+            {
                 call.endpoint().observe_unreachable(silent.to_string());
             }
             self.break_off(id, why.as_ref().map(describe_end));
@@ -1238,10 +1233,6 @@ fn write_answer(wire: &mut Wire, id: u32, res: &Response<()>, body: Option<Bytes
     if let Some(b) = body {
         wire.data(id, &b, true);
     }
-}
-
-fn st_call<T>(d: &Downstream<T>, id: u32) -> Option<&Call> {
-    d.streams.get(id).and_then(|st| st.call.as_ref())
 }
 
 /// Why a server's side of a call ended, for the message that tells the client.

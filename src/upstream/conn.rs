@@ -364,14 +364,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
         let mut tell_client = false;
         if !st.core.send_closed() && s.req.queued > 0 && !st.core.ready {
-            let room = WRITE_HIGH.saturating_sub(self.wire.pending());
-            let max = st
-                .core
-                .send_window
-                .min(self.wire.send_window)
-                .min(room as i64)
-                .min(i64::from(self.wire.peer.max_frame_size))
-                .max(0) as usize;
+            let max = self.wire.sendable(st.core.send_window, WRITE_HIGH);
             let queued = s.req.queued;
             if max > 0 {
                 // Whatever is queued (many small messages, say) leaves as one frame.
@@ -422,7 +415,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     /// and the write buffer have room.
     fn pump_ready(&mut self) {
         let mut turns = self.ready.len();
-        while turns > 0 && self.wire.send_window > 0 && self.wire.pending() < WRITE_HIGH {
+        while turns > 0 && self.wire.sendable(1, WRITE_HIGH) > 0 {
             let Some(id) = self.ready.pop() else {
                 break;
             };

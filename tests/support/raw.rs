@@ -191,6 +191,47 @@ impl Raw {
         self.send(&out).await;
     }
 
+    /// Reads one call's answer on `stream` to its end: head, data bytes, trailers
+    /// (a reset, a GOAWAY or a close first fails the test; so does a DATA frame
+    /// ending the stream, as a gRPC answer ends with trailers).
+    pub async fn answer(
+        &mut self,
+        stream: u32,
+    ) -> (Vec<(String, String)>, usize, Vec<(String, String)>) {
+        let mut head = None;
+        let mut data = 0;
+        loop {
+            match self.next().await {
+                Some(Got::Headers {
+                    stream: s,
+                    end,
+                    fields,
+                }) if s == stream => {
+                    if head.is_none() && !end {
+                        head = Some(fields);
+                    } else {
+                        return (head.unwrap_or_default(), data, fields);
+                    }
+                }
+                Some(Got::Data {
+                    stream: s,
+                    len,
+                    end,
+                    ..
+                }) if s == stream => {
+                    data += len;
+                    assert!(!end, "a gRPC answer ends with trailers, not DATA");
+                }
+                Some(Got::Reset { stream: s, reason }) if s == stream => {
+                    panic!("stream {stream} was reset: {reason}")
+                }
+                Some(Got::GoAway { reason, debug, .. }) => panic!("GOAWAY {reason}: {debug}"),
+                Some(_) => {}
+                None => panic!("connection closed before stream {stream} was answered"),
+            }
+        }
+    }
+
     /// The next frame, within the test deadline; `None` once the router closed.
     pub async fn next(&mut self) -> Option<Got> {
         match tokio::time::timeout(DEADLINE, self.read_frame()).await {
