@@ -138,9 +138,12 @@ async fn a_paused_server_is_down_within_two_seconds_and_costs_only_its_own_calls
     })
     .await;
 
-    let sent_before = paused.requests() + paused.in_flight();
     a.signal("-STOP");
     let pause = Instant::now();
+    // `kill` has returned, so the server is stopped. Every call it had not
+    // finished by now, and every call sent to it from now on, is one the pause
+    // may cost: count from the calls it finished.
+    let sent_before = paused.requests();
     backend::wait_until("the paused server DOWN", DEADLINE, || {
         paused.health().0 == Health::Down
     })
