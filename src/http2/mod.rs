@@ -8,6 +8,9 @@
 //! are cut from one read buffer and written into one write buffer per connection,
 //! so a round of many calls costs one read and one write on each socket.
 //!
+//! - [`driver`]: the poll loop every connection task runs (read, news from other
+//!   tasks, window credit, fair turns, one batched write), around a role's
+//!   [`driver::Handler`];
 //! - [`frame`]: the frame header, types, flags, error codes, and frame writers;
 //! - [`hpack`]: header compression (RFC 7541);
 //! - [`stream`]: stream states (RFC 9113 §5.1) and the legality of every stream
@@ -17,6 +20,7 @@
 //! - [`head`]: request and response heads to and from header blocks, with the
 //!   checks RFC 9113 §8 makes of them.
 
+pub mod driver;
 pub mod frame;
 pub mod head;
 pub mod hpack;

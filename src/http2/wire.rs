@@ -433,6 +433,15 @@ impl Wire {
         frame::put_window_update(&mut self.wbuf, stream, increment);
     }
 
+    /// Gives the peer back `n` bytes of stream window (data the other side took),
+    /// unless the peer is done sending on the stream.
+    pub fn stream_credit(&mut self, id: u32, st: &mut Stream, n: usize) {
+        if n > 0 && !st.recv_closed() {
+            self.window_update(id, n as u32);
+            st.recv_window += n as i64;
+        }
+    }
+
     pub fn ping(&mut self, payload: [u8; 8]) {
         frame::put_ping(&mut self.wbuf, false, payload);
     }

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +42,7 @@ use super::headers;
 use super::respond::{self, failure_head, is_grpc, Failure};
 use super::{ConnCtx, Placement};
 use crate::balance::Endpoint;
+use crate::http2::driver::{Handler, Parts};
 use crate::http2::frame::Reason;
 use crate::http2::head::{self, HeadError};
 use crate::http2::stream::{self as h2stream, Ready, Verdict};
@@ -52,8 +53,6 @@ use crate::upstream::bridge;
 use crate::upstream::exchange::{Exchange, Inbox, ServerEnd, Side, CREDIT_STEP};
 use crate::upstream::streams::StreamMap;
 
-/// Output held before the task stops reading requests and taking answers.
-const WRITE_HIGH: usize = 256 << 10;
 /// A client silent this long gets a PING; one that does not answer it in
 /// [`KEEPALIVE_TIMEOUT`] is gone (vanished without a FIN) and its calls end.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
@@ -97,7 +96,6 @@ pub(crate) struct Downstream<T> {
     wire: Wire,
     ctx: Arc<ConnCtx>,
     inbox: Arc<Inbox>,
-    news: Vec<Arc<Exchange>>,
     streams: StreamMap<Stream>,
     /// Streams with response data to send, taking turns frame by frame.
     ready: Ready,
@@ -110,10 +108,6 @@ pub(crate) struct Downstream<T> {
     read_closed: bool,
     /// The read buffer holds bytes no frame was cut from yet (the first ones).
     unread: bool,
-    /// The write was put off once, for other tasks to add to it.
-    deferred: bool,
-    deferral: crate::upstream::coalesce::Deferral,
-    credit_seen: u64,
     deadlines: BinaryHeap<Reverse<(std::time::Instant, u32)>>,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
@@ -153,7 +147,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             wire,
             ctx,
             inbox: Inbox::new(),
-            news: Vec::new(),
             streams: StreamMap::default(),
             ready: Ready::default(),
             peer_away: false,
@@ -161,9 +154,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
             ending: false,
             read_closed: false,
             unread: true,
-            deferred: false,
-            deferral: crate::upstream::coalesce::Deferral::here(),
-            credit_seen: 0,
             deadlines: BinaryHeap::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),
             timer_at: None,
@@ -341,10 +331,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
                     self.touch();
                 }
             }
+            Frame::WindowUpdate { stream: 0, .. } => {
+                // The driver gives the waiting streams their turns once the
+                // frames read are handled.
+            }
             Frame::WindowUpdate { stream, increment } => {
-                if stream == 0 {
-                    self.pump_ready();
-                } else if let Some(st) = self.streams.get_mut(stream) {
+                if let Some(st) = self.streams.get_mut(stream) {
                     match st.core.grow_send(increment) {
                         Ok(()) => self.respond(stream),
                         Err(reason) => self.reset_for_client(stream, reason)?,
@@ -606,26 +598,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         Ok(())
     }
 
-    /// Streams with data take turns, a frame each, while the connection window
-    /// and the write buffer have room.
-    fn pump_ready(&mut self) {
-        let mut turns = self.ready.len();
-        while turns > 0 && self.wire.sendable(1, WRITE_HIGH) > 0 {
-            let Some(id) = self.ready.pop() else {
-                break;
-            };
-            turns -= 1;
-            if let Some(st) = self.streams.get_mut(id) {
-                st.core.ready = false;
-                self.respond(id);
-                if self.ready.len() > turns {
-                    // Back in the queue: it gets another turn after the others.
-                    turns += 1;
-                }
-            }
-        }
-    }
-
     fn pump_all(&mut self) {
         for id in self.streams.ids() {
             self.respond(id);
@@ -652,9 +624,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         s.client_turn();
         // Request data the server took: the client may send as much again.
         let credit = std::mem::take(&mut s.req.released);
-        if credit > 0 && !st.core.recv_closed() && x.server_is_conn() {
-            self.wire.window_update(id, credit as u32);
-            st.core.recv_window += credit as i64;
+        if x.server_is_conn() {
+            self.wire.stream_credit(id, &mut st.core, credit);
         }
         if !st.head_sent {
             let Some(res) = s.res_head.take() else {
@@ -712,49 +683,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         let Some(st) = self.streams.get_mut(id) else {
             return;
         };
-        // One DATA frame per turn: whatever is queued (many small messages, say)
-        // leaves as one frame, as far as the windows and the write buffer allow;
-        // a stream with more to send waits behind the others' turns.
-        let mut done = false;
-        if s.res.queued > 0 && !st.core.ready {
-            let max = self.wire.sendable(st.core.send_window, WRITE_HIGH);
-            let queued = s.res.queued;
-            if max > 0 {
-                let n = queued.min(max);
-                let last = n == queued && s.res.end && s.res.trailers.is_none();
-                st.core.send_window -= n as i64;
-                let res = &mut s.res;
-                let mut owed = 0;
-                self.wire
-                    .data_with(id, n, last, |dst| owed = res.take_into(n, dst));
-                x.credit_server(owed);
-                if let Some(call) = st.call.as_mut() {
-                    call.data(n);
+        let call = &mut st.call;
+        let turn = s
+            .res
+            .send_turn(&mut self.wire, &mut self.ready, id, &mut st.core, |t| {
+                if let Some(call) = call.as_mut() {
+                    call.trailers(t);
                 }
-                if last {
-                    st.core.end_send();
-                    done = true;
-                }
-            }
-            if !done && s.res.queued > 0 && st.core.send_window > 0 {
-                self.ready.push(id, &mut st.core);
+            });
+        x.credit_server(turn.owed);
+        if turn.sent > 0 {
+            if let Some(call) = st.call.as_mut() {
+                call.data(turn.sent);
             }
         }
-        if !done && s.res.queued == 0 {
-            if let Some(t) = s.res.trailers.take() {
-                if let Some(call) = st.call.as_mut() {
-                    call.trailers(&t);
-                }
-                self.wire
-                    .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                st.core.end_send();
-                done = true;
-            } else if s.res.end {
-                self.wire.end_stream(id);
-                st.core.end_send();
-                done = true;
-            }
-        }
+        let done = turn.ended;
         let broken = !done && s.res.queued == 0 && !s.res.end && s.server_end.is_some();
         let tell_server = !done
             && ((s.res.producer_waiting && s.res.queued < bridge::LIMIT)
@@ -1157,67 +1100,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Downstream<T> {
         }
         true
     }
-
-    /// Window the other sides gave back: the peer may send as much again.
-    fn collect_credit(&mut self) {
-        let half = u64::from(self.wire.limits.connection_window / 2);
-        let n = self.inbox.collect(&mut self.credit_seen, half);
-        if n > 0 {
-            self.wire.release(n);
-        }
-    }
-
-    fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.read_closed || self.ending || self.wire.pending() >= WRITE_HIGH {
-            return false;
-        }
-        if std::mem::take(&mut self.unread) {
-            // What the entrypoint read while telling HTTP/2 from HTTP/1.1 may
-            // hold whole requests already.
-            self.read_some = true;
-            self.frames();
-            return true;
-        }
-        match self.wire.poll_read(&mut self.io, cx) {
-            Poll::Pending => false,
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                // The client is gone: so are its calls.
-                self.read_closed = true;
-                self.ending = true;
-                self.cancel_all();
-                true
-            }
-            Poll::Ready(Ok(_)) => {
-                self.read_some = true;
-                self.frames();
-                true
-            }
-        }
-    }
-
-    /// Handles every whole frame in the read buffer.
-    fn frames(&mut self) {
-        loop {
-            match self.wire.next_frame() {
-                Ok(Some(f)) => {
-                    if let Err(e) = self.on_frame(f) {
-                        self.held = None;
-                        self.fail(e);
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    self.release_held();
-                    return;
-                }
-                Err(e) => {
-                    self.held = None;
-                    self.fail(e);
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// A whole answer gantry makes: the head, and a short body if any (sent only if
@@ -1254,84 +1136,117 @@ fn compression<T>(decoded: Result<T, HeadError>) -> Result<(), ConnError> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Downstream<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> Handler for Downstream<T> {
+    type Io = T;
+    type Mail = Inbox;
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        this.inbox.register(cx.waker());
-        loop {
-            let mut progress = this.read(cx);
-            if !this.ending {
-                let mut news = std::mem::take(&mut this.news);
-                this.inbox.take(&mut news);
-                if !news.is_empty() {
-                    progress = true;
-                }
-                for x in news.drain(..) {
-                    this.on_news(x);
-                }
-                this.news = news;
-                this.collect_credit();
-                let active = std::mem::take(&mut this.active) && this.idle.is_some();
-                let read_some = std::mem::take(&mut this.read_some);
-                if active || read_some {
-                    let now = Instant::now();
-                    if active {
-                        this.last_active = now;
-                    }
-                    if read_some {
-                        this.last_read = now;
-                        this.head_since = match this.wire.head_pending() {
-                            true => this.head_since.or(Some(now)),
-                            false => None,
-                        };
-                    }
-                }
-                if this.poll_timer(cx) {
-                    progress = true;
-                }
-                if !this.wire.goaway_sent() && this.shutdown.as_mut().poll(cx).is_ready() {
-                    this.drain();
-                    progress = true;
-                }
-                if !this.ready.is_empty() {
-                    this.pump_ready();
-                }
+    fn parts(&mut self) -> Parts<'_, T> {
+        Parts {
+            io: &mut self.io,
+            wire: &mut self.wire,
+            ready: &mut self.ready,
+        }
+    }
+
+    fn mailbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    fn reading(&mut self) -> bool {
+        !self.read_closed && !self.ending
+    }
+
+    fn take_buffered(&mut self) -> bool {
+        // What the entrypoint read while telling HTTP/2 from HTTP/1.1 may hold
+        // whole requests already.
+        std::mem::take(&mut self.unread)
+    }
+
+    fn on_read(&mut self) {
+        self.read_some = true;
+    }
+
+    fn on_read_end(&mut self, _error: Option<std::io::Error>) {
+        // The client is gone: so are its calls.
+        self.read_closed = true;
+        self.ending = true;
+        self.cancel_all();
+    }
+
+    fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
+        Downstream::on_frame(self, f)
+    }
+
+    fn on_frames_done(&mut self) {
+        self.release_held();
+    }
+
+    fn on_conn_error(&mut self, e: ConnError) {
+        self.held = None;
+        self.fail(e);
+    }
+
+    fn on_news(&mut self, x: Arc<Exchange>) {
+        Downstream::on_news(self, x);
+    }
+
+    fn tick(&mut self, cx: &mut Context<'_>) -> bool {
+        let active = std::mem::take(&mut self.active) && self.idle.is_some();
+        let read_some = std::mem::take(&mut self.read_some);
+        if active || read_some {
+            let now = Instant::now();
+            if active {
+                self.last_active = now;
             }
-            if this.wire.pending() > 0 && !this.deferred && !this.ending {
-                // Other calls' answers may be a task away: write them all at once.
-                this.deferred = true;
-                this.deferral.defer(cx);
-                return Poll::Pending;
-            }
-            this.deferred = false;
-            match this.wire.poll_write(&mut this.io, cx) {
-                Ok(wrote) => {
-                    if wrote && this.wire.pending() == 0 && !this.ready.is_empty() {
-                        this.pump_ready();
-                        progress = true;
-                    }
-                }
-                Err(_) => {
-                    this.cancel_all();
-                    return Poll::Ready(());
-                }
-            }
-            let over =
-                this.ending || (this.closing() && this.streams.is_empty() && this.held.is_none());
-            if over && this.wire.pending() == 0 {
-                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
-                this.cancel_all();
-                let _ = this.inbox.close();
-                return Poll::Ready(());
-            }
-            if !progress {
-                if this.streams.is_empty() {
-                    this.wire.release_buffers();
-                }
-                return Poll::Pending;
+            if read_some {
+                self.last_read = now;
+                self.head_since = match self.wire.head_pending() {
+                    true => self.head_since.or(Some(now)),
+                    false => None,
+                };
             }
         }
+        let mut progress = self.poll_timer(cx);
+        if !self.wire.goaway_sent() && self.shutdown.as_mut().poll(cx).is_ready() {
+            self.drain();
+            progress = true;
+        }
+        progress
+    }
+
+    fn turn(&mut self, id: u32) -> bool {
+        let Some(st) = self.streams.get_mut(id) else {
+            return false;
+        };
+        st.core.ready = false;
+        self.respond(id);
+        true
+    }
+
+    fn ending(&self) -> bool {
+        self.ending
+    }
+
+    fn on_write_error(&mut self, _e: std::io::Error) {
+        self.ending = true;
+        self.cancel_all();
+        self.wire.discard_output();
+    }
+
+    fn over(&mut self, cx: &mut Context<'_>, _progress: bool) -> Option<()> {
+        let over =
+            self.ending || (self.closing() && self.streams.is_empty() && self.held.is_none());
+        if !over || self.wire.pending() > 0 {
+            return None;
+        }
+        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.cancel_all();
+        let _ = self.inbox.close();
+        Some(())
+    }
+
+    fn idle(&self) -> bool {
+        self.streams.is_empty()
     }
 }

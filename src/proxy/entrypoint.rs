@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::downstream::Downstream;
 use super::service::ConnService;
 use super::ConnCtx;
+use crate::http2::driver::Driver;
 use crate::http2::frame::PREFACE;
 use crate::http2::wire::Limits;
 use crate::table::SharedTable;
@@ -390,7 +391,7 @@ impl Conn {
         let shutdown = Box::pin(async move {
             let _ = stop.wait_for(|s| *s).await;
         });
-        Downstream::new(
+        Driver::new(Downstream::new(
             stream,
             first,
             self.ctx,
@@ -398,7 +399,7 @@ impl Conn {
             self.settings.idle_timeout,
             self.settings.header_timeout,
             shutdown,
-        )
+        ))
         .await;
     }
 }

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::UpstreamError;
+use crate::http2::driver::{Driver, Handler, Parts};
 use crate::http2::frame::Reason;
 use crate::http2::head;
 use crate::http2::stream::{self as h2stream, Ready, Verdict};
@@ -44,8 +45,6 @@ const SILENT_AFTER: Duration = Duration::from_millis(500);
 /// keeps its connection open (a paused or deadlocked task: the kernel still ACKs)
 /// is found in well under two seconds, not at the next keep-alive.
 const SILENT_PING_TIMEOUT: Duration = Duration::from_secs(1);
-/// Output held before the task stops taking more request data in.
-const WRITE_HIGH: usize = 256 << 10;
 
 /// The pool's view of one connection.
 #[derive(Debug, Default)]
@@ -114,7 +113,7 @@ pub async fn run(
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
         tracing::debug!(%addr, "upstream h2c connection dialled");
-        let why = Conn::new(stream, addr, handle.clone(), limits, "h2c").await;
+        let why = Driver::new(Conn::new(stream, addr, handle.clone(), limits, "h2c")).await;
         tracing::debug!(%addr, reason = %why, "upstream h2c connection closed");
         return;
     };
@@ -131,7 +130,7 @@ pub async fn run(
         let message = "the server did not agree to HTTP/2 (ALPN h2)".to_string();
         return fail_dial(&handle, UpstreamError::Tls { addr, message });
     }
-    let why = Conn::new(stream, addr, handle.clone(), limits, "h2").await;
+    let why = Driver::new(Conn::new(stream, addr, handle.clone(), limits, "h2")).await;
     tracing::debug!(%addr, reason = %why, "upstream h2 connection closed");
 }
 
@@ -174,9 +173,6 @@ struct Conn<T> {
     waiting: VecDeque<Arc<Exchange>>,
     /// Streams with request data to send, taking turns frame by frame.
     ready: Ready,
-    news: Vec<Arc<Exchange>>,
-    /// Connection credit given back so far (from `Inbox::released`).
-    credit_seen: u64,
     goaway: Option<u32>,
     /// Why the connection is ending, once it is.
     ending: Option<Arc<str>>,
@@ -190,9 +186,6 @@ struct Conn<T> {
     proto: &'static str,
     /// The server's first SETTINGS arrived.
     settings_received: bool,
-    /// The write was put off once, for other tasks to add to it.
-    deferred: bool,
-    deferral: crate::upstream::coalesce::Deferral,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -212,8 +205,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             streams: StreamMap::default(),
             waiting: VecDeque::new(),
             ready: Ready::default(),
-            news: Vec::new(),
-            credit_seen: 0,
             goaway: None,
             ending: None,
             timer: Box::pin(tokio::time::sleep_until(now + CONNECT_TIMEOUT)),
@@ -223,8 +214,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             last_read: now,
             proto,
             settings_received: false,
-            deferred: false,
-            deferral: crate::upstream::coalesce::Deferral::here(),
         }
     }
 
@@ -358,43 +347,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         let mut s = x.lock();
         // Response data the client took: the server may send as much again.
         let credit = std::mem::take(&mut s.res.released);
-        if credit > 0 && !st.core.recv_closed() {
-            self.wire.window_update(id, credit as u32);
-            st.core.recv_window += credit as i64;
-        }
+        self.wire.stream_credit(id, &mut st.core, credit);
+        let turn = s
+            .req
+            .send_turn(&mut self.wire, &mut self.ready, id, &mut st.core, |_| {});
+        x.credit_client(turn.owed);
         let mut tell_client = false;
-        if !st.core.send_closed() && s.req.queued > 0 && !st.core.ready {
-            let max = self.wire.sendable(st.core.send_window, WRITE_HIGH);
-            let queued = s.req.queued;
-            if max > 0 {
-                // Whatever is queued (many small messages, say) leaves as one frame.
-                let n = queued.min(max);
-                let last = n == queued && s.req.end && s.req.trailers.is_none();
-                st.core.send_window -= n as i64;
-                let req = &mut s.req;
-                let mut owed = 0;
-                self.wire
-                    .data_with(id, n, last, |dst| owed = req.take_into(n, dst));
-                x.credit_client(owed);
-                if last {
-                    st.core.end_send();
-                }
-            }
-            if !st.core.send_closed() && s.req.queued > 0 && st.core.send_window > 0 {
-                self.ready.push(id, &mut st.core);
-            }
-        }
-        if !st.core.send_closed() && s.req.queued == 0 {
-            // All data sent: the trailers or the end, if they are there.
-            if let Some(t) = s.req.trailers.take() {
-                self.wire
-                    .headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
-                st.core.end_send();
-            } else if s.req.end {
-                self.wire.end_stream(id);
-                st.core.end_send();
-            }
-        }
         if (s.req.released >= CREDIT_STEP && !s.req.end)
             || (s.req.producer_waiting && s.req.queued < super::task::LIMIT)
         {
@@ -408,25 +366,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
         if done {
             self.remove(id);
-        }
-    }
-
-    /// Streams with data take turns, a frame each, while the connection window
-    /// and the write buffer have room.
-    fn pump_ready(&mut self) {
-        let mut turns = self.ready.len();
-        while turns > 0 && self.wire.sendable(1, WRITE_HIGH) > 0 {
-            let Some(id) = self.ready.pop() else {
-                break;
-            };
-            turns -= 1;
-            if let Some(st) = self.streams.get_mut(id) {
-                st.core.ready = false;
-                self.pump(id);
-                if self.ready.len() > turns {
-                    turns += 1;
-                }
-            }
         }
     }
 
@@ -484,10 +423,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                     st.x.end_server(why);
                 }
             }
+            Frame::WindowUpdate { stream: 0, .. } => {
+                // The driver gives the waiting streams their turns once the
+                // frames read are handled.
+            }
             Frame::WindowUpdate { stream, increment } => {
-                if stream == 0 {
-                    self.pump_ready();
-                } else if let Some(st) = self.streams.get_mut(stream) {
+                if let Some(st) = self.streams.get_mut(stream) {
                     match st.core.grow_send(increment) {
                         Ok(()) => self.pump(stream),
                         Err(reason) => self.reset(stream, reason),
@@ -723,15 +664,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         }
     }
 
-    /// Window the other sides gave back: the peer may send as much again.
-    fn collect_credit(&mut self) {
-        let half = u64::from(self.wire.limits.connection_window / 2);
-        let n = self.handle.inbox.collect(&mut self.credit_seen, half);
-        if n > 0 {
-            self.wire.release(n);
-        }
-    }
-
     /// Whether calls are waiting on the server: streams whose answer is not over.
     fn calls_waiting(&self) -> bool {
         !self.streams.is_empty()
@@ -807,109 +739,104 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Conn<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> Handler for Conn<T> {
+    type Io = T;
+    type Mail = Inbox;
+    /// Why the connection ended.
     type Output = Arc<str>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Arc<str>> {
-        let this = self.get_mut();
-        this.handle.inbox.register(cx.waker());
-        loop {
-            let mut progress = false;
-            if this.handle.cut.load(Ordering::Acquire) && this.ending.is_none() {
-                this.ending = Some("cut: the server was removed and its drain time is over".into());
-            }
-            if this.ending.is_none() && this.wire.pending() < WRITE_HIGH {
-                match this.wire.poll_read(&mut this.io, cx) {
-                    Poll::Ready(Ok(0)) => {
-                        this.ending = Some("the server closed the connection".into())
-                    }
-                    Poll::Ready(Ok(_)) => {
-                        progress = true;
-                        this.last_read = Instant::now();
-                        loop {
-                            match this.wire.next_frame() {
-                                Ok(Some(f)) => {
-                                    if let Err(e) = this.on_frame(f) {
-                                        this.protocol_error(e);
-                                        break;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    this.protocol_error(e);
-                                    break;
-                                }
-                            }
-                        }
-                        this.open_waiting();
-                    }
-                    Poll::Ready(Err(e)) => this.ending = Some(format!("read failed: {e}").into()),
-                    Poll::Pending => {}
-                }
-            }
-            if this.ending.is_none() {
-                let mut news = std::mem::take(&mut this.news);
-                this.handle.inbox.take(&mut news);
-                if !news.is_empty() {
-                    progress = true;
-                }
-                for x in news.drain(..) {
-                    this.on_news(x);
-                }
-                this.news = news;
-                this.collect_credit();
-                if !this.ready.is_empty() {
-                    this.pump_ready();
-                }
-                this.poll_keepalive(cx);
-            }
-            if this.wire.pending() > 0 && !this.deferred && this.ending.is_none() {
-                // Other clients' calls may be a task away: send them all at once.
-                this.deferred = true;
-                this.deferral.defer(cx);
-                return Poll::Pending;
-            }
-            this.deferred = false;
-            match this.wire.poll_write(&mut this.io, cx) {
-                Ok(wrote) => {
-                    if wrote && this.wire.pending() == 0 && !this.ready.is_empty() {
-                        this.pump_ready();
-                        progress = true;
-                    }
-                }
-                Err(e) => {
-                    if this.ending.is_none() {
-                        this.ending = Some(format!("write failed: {e}").into());
-                    }
-                    this.wire.discard_output();
-                }
-            }
-            if this.goaway.is_some() && this.streams.is_empty() && this.ending.is_none() {
-                this.ending = Some("the server sent GOAWAY and every stream ended".into());
-            }
-            if let Some(why) = this.ending.clone() {
-                if !this.wire.goaway_sent() && !this.unresponsive {
-                    // gantry closes the connection: it says so (RFC 9113 §6.8).
-                    this.wire.goaway(0, Reason::NO_ERROR, b"");
-                    let _ = this.wire.poll_write(&mut this.io, cx);
-                }
-                if this.wire.pending() == 0 || this.handle.cut.load(Ordering::Acquire) {
-                    this.fail_all(why.clone());
-                    return Poll::Ready(why);
-                }
-                // Flush what is owed (a GOAWAY, resets) before closing.
-                if !progress {
-                    this.fail_all(why.clone());
-                    return Poll::Ready(why);
-                }
-            }
-            if !progress {
-                if this.streams.is_empty() && this.waiting.is_empty() {
-                    this.wire.release_buffers();
-                }
-                return Poll::Pending;
-            }
+    fn parts(&mut self) -> Parts<'_, T> {
+        Parts {
+            io: &mut self.io,
+            wire: &mut self.wire,
+            ready: &mut self.ready,
         }
+    }
+
+    fn mailbox(&self) -> &Inbox {
+        &self.handle.inbox
+    }
+
+    fn reading(&mut self) -> bool {
+        if self.handle.cut.load(Ordering::Acquire) && self.ending.is_none() {
+            self.ending = Some("cut: the server was removed and its drain time is over".into());
+        }
+        self.ending.is_none()
+    }
+
+    fn on_read(&mut self) {
+        self.last_read = Instant::now();
+    }
+
+    fn on_read_end(&mut self, error: Option<std::io::Error>) {
+        self.ending = Some(match error {
+            None => "the server closed the connection".into(),
+            Some(e) => format!("read failed: {e}").into(),
+        });
+    }
+
+    fn on_frame(&mut self, f: Frame) -> Result<(), ConnError> {
+        Conn::on_frame(self, f)
+    }
+
+    fn on_frames_done(&mut self) {
+        self.open_waiting();
+    }
+
+    fn on_conn_error(&mut self, e: ConnError) {
+        self.protocol_error(e);
+    }
+
+    fn on_news(&mut self, x: Arc<Exchange>) {
+        Conn::on_news(self, x);
+    }
+
+    fn tick(&mut self, cx: &mut Context<'_>) -> bool {
+        self.poll_keepalive(cx);
+        false
+    }
+
+    fn turn(&mut self, id: u32) -> bool {
+        let Some(st) = self.streams.get_mut(id) else {
+            return false;
+        };
+        st.core.ready = false;
+        self.pump(id);
+        true
+    }
+
+    fn ending(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    fn on_write_error(&mut self, e: std::io::Error) {
+        if self.ending.is_none() {
+            self.ending = Some(format!("write failed: {e}").into());
+        }
+        self.wire.discard_output();
+    }
+
+    fn over(&mut self, cx: &mut Context<'_>, progress: bool) -> Option<Arc<str>> {
+        if self.goaway.is_some() && self.streams.is_empty() && self.ending.is_none() {
+            self.ending = Some("the server sent GOAWAY and every stream ended".into());
+        }
+        let why = self.ending.clone()?;
+        if !self.wire.goaway_sent() && !self.unresponsive {
+            // gantry closes the connection: it says so (RFC 9113 §6.8).
+            self.wire.goaway(0, Reason::NO_ERROR, b"");
+            let _ = self.wire.poll_write(&mut self.io, cx);
+        }
+        // Flush what is owed (a GOAWAY, resets) before closing, while writes
+        // go on.
+        if self.wire.pending() == 0 || self.handle.cut.load(Ordering::Acquire) || !progress {
+            self.fail_all(why.clone());
+            return Some(why);
+        }
+        None
+    }
+
+    fn idle(&self) -> bool {
+        self.streams.is_empty() && self.waiting.is_empty()
     }
 }
 

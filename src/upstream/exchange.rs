@@ -32,7 +32,11 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::replay::REPLAY_LIMIT;
 use super::UpstreamError;
+use crate::http2::driver::{Mailbox, WRITE_HIGH};
 use crate::http2::frame::Reason;
+use crate::http2::head;
+use crate::http2::stream::{self as h2stream, Ready};
+use crate::http2::wire::Wire;
 
 /// Stream window given back once this much was taken (and the stream goes on).
 pub const CREDIT_STEP: usize = 64 << 10;
@@ -209,6 +213,58 @@ impl Flow {
         })
     }
 
+    /// One sending turn of this flow on stream `id`: one DATA frame of what is
+    /// queued (many small messages leave as one frame), as far as the windows and
+    /// the write buffer allow, then the trailers (shown to `trailers` first) or
+    /// END_STREAM once all is sent. A stream with more to send waits in `ready`
+    /// behind the other streams' turns.
+    pub fn send_turn(
+        &mut self,
+        wire: &mut Wire,
+        ready: &mut Ready,
+        id: u32,
+        core: &mut h2stream::Stream,
+        trailers: impl FnOnce(&HeaderMap),
+    ) -> Turn {
+        let mut turn = Turn::default();
+        if core.send_closed() {
+            return turn;
+        }
+        if self.queued > 0 && !core.ready {
+            let max = wire.sendable(core.send_window, WRITE_HIGH);
+            if max > 0 {
+                let n = self.queued.min(max);
+                let last = n == self.queued && self.end && self.trailers.is_none();
+                core.send_window -= n as i64;
+                let mut owed = 0;
+                wire.data_with(id, n, last, |dst| owed = self.take_into(n, dst));
+                turn.sent = n;
+                turn.owed = owed;
+                if last {
+                    core.end_send();
+                    turn.ended = true;
+                    return turn;
+                }
+            }
+            if self.queued > 0 && core.send_window > 0 {
+                ready.push(id, core);
+            }
+        }
+        if self.queued == 0 {
+            if let Some(t) = self.trailers.take() {
+                trailers(&t);
+                wire.headers(id, true, |enc, dst| head::encode_fields(enc, &t, dst));
+                core.end_send();
+                turn.ended = true;
+            } else if self.end {
+                wire.end_stream(id);
+                core.end_send();
+                turn.ended = true;
+            }
+        }
+        turn
+    }
+
     /// Drops what is left untaken; returns the bytes the producer is owed.
     pub fn discard(&mut self) -> usize {
         let owed = self.queued.saturating_sub(self.credited);
@@ -220,6 +276,17 @@ impl Flow {
         self.trailers = None;
         owed
     }
+}
+
+/// What one [`Flow::send_turn`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Turn {
+    /// DATA bytes sent.
+    pub sent: usize,
+    /// Of them, the bytes the producer's connection is owed window for.
+    pub owed: usize,
+    /// The flow's stream is over on this side (END_STREAM went out).
+    pub ended: bool,
 }
 
 /// What both sides of a call share.
@@ -523,6 +590,22 @@ impl Inbox {
         *seen = total;
         self.wake_at.store(total + wake_after, Ordering::Release);
         n as usize
+    }
+}
+
+impl Mailbox for Inbox {
+    type News = Arc<Exchange>;
+
+    fn register(&self, waker: &Waker) {
+        Inbox::register(self, waker);
+    }
+
+    fn take(&self, into: &mut Vec<Arc<Exchange>>) {
+        Inbox::take(self, into);
+    }
+
+    fn collect(&self, seen: &mut u64, wake_after: u64) -> usize {
+        Inbox::collect(self, seen, wake_after)
     }
 }
 

@@ -3,8 +3,9 @@
 //! An [`Exchange`] ([`exchange`]) is what a client's connection and a server's share
 //! of a call; the request body a server gets is a [`RequestBody`] ([`body`]), kept for
 //! another attempt when the call may be sent again ([`replay`]). Both connection roles
-//! index their streams with [`streams::StreamMap`] and put their writes off once per
-//! scheduler round ([`coalesce`]).
+//! index their streams with [`streams::StreamMap`] and run the same connection loop
+//! ([`crate::http2::driver`]); each sends a body a DATA frame a turn
+//! ([`exchange::Flow::send_turn`]).
 //!
 //! h2c servers get one multiplexed HTTP/2 connection of gantry's own ([`conn`],
 //! found through [`pool`]), shared by every call whatever the client speaks: an
@@ -15,7 +16,6 @@
 
 pub mod body;
 pub mod bridge;
-pub mod coalesce;
 pub mod conn;
 pub mod exchange;
 pub mod pool;
