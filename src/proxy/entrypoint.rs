@@ -11,7 +11,9 @@
 //! Shutdown stops accepting, asks every connection to finish (HTTP/2 GOAWAY, HTTP/1
 //! close after the current response) and waits for calls in flight, up to a limit.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,12 +265,7 @@ impl Entrypoint {
                         settings: settings.clone(),
                         stop: shutdown.clone(),
                     };
-                    let live = live.clone();
-                    tokio::spawn(async move {
-                        conn.start(stream).await;
-                        drop(live);
-                        drop(slot);
-                    });
+                    tokio::spawn(connection(conn, stream, live.clone(), slot));
                 }
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             }
@@ -284,6 +281,42 @@ impl Entrypoint {
     }
 }
 
+/// The task of one accepted connection. What it holds while the connection is
+/// open is what an idle connection costs, so it runs in stages (TLS handshake,
+/// telling the protocol, HTTP/1.1 or HTTP/2), each boxed on its own: a stage
+/// returns the next one and is freed, and the connection carries only the stage
+/// it is in, not the largest of them all.
+async fn connection(
+    conn: Conn,
+    stream: tokio::net::TcpStream,
+    live: mpsc::Sender<()>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let mut stage = conn.start(stream);
+    while let Some(next) = stage.0.await {
+        stage = next;
+    }
+    drop(live);
+    drop(slot);
+}
+
+/// One stage of a connection; it resolves to the next one, if any.
+struct Stage(Pin<Box<dyn Future<Output = Option<Stage>> + Send>>);
+
+impl Stage {
+    fn new(f: impl Future<Output = Option<Stage>> + Send + 'static) -> Stage {
+        Stage(Box::pin(f))
+    }
+
+    /// The last stage: `f` runs the connection to its end.
+    fn last(f: impl Future<Output = ()> + Send + 'static) -> Stage {
+        Stage::new(async move {
+            f.await;
+            None
+        })
+    }
+}
+
 /// One accepted connection, before it is known to be HTTP/1.1 or HTTP/2.
 struct Conn {
     ctx: Arc<ConnCtx>,
@@ -294,34 +327,38 @@ struct Conn {
 
 impl Conn {
     /// The TLS handshake, if the entrypoint terminates TLS, then the protocol.
-    async fn start(self, stream: tokio::net::TcpStream) {
-        let Some(tls) = &self.settings.tls else {
-            return self.serve(stream).await;
-        };
+    fn start(self, stream: tokio::net::TcpStream) -> Stage {
+        match self.settings.tls.clone() {
+            Some(tls) => Stage::new(self.handshake(stream, tls)),
+            None => Stage::new(self.sniff(stream)),
+        }
+    }
+
+    async fn handshake(self, stream: tokio::net::TcpStream, tls: Arc<ServerTls>) -> Option<Stage> {
         let client = self.ctx.client;
-        let handshake = tls.acceptor.accept(stream);
-        match tokio::time::timeout(self.settings.header_timeout, handshake).await {
-            Ok(Ok(stream)) => {
-                // ALPN h2: HTTP/2 whatever the bytes say (a bad preface gets its
-                // GOAWAY from the HTTP/2 side, RFC 9113 §3.4).
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                match h2 {
-                    true => self.serve_h2(stream, &[]).await,
-                    false => self.serve(stream).await,
-                }
-            }
+        let timeout = self.settings.header_timeout;
+        match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
+            // ALPN h2: HTTP/2 whatever the bytes say (a bad preface gets its GOAWAY
+            // from the HTTP/2 side, RFC 9113 §3.4).
+            Ok(Ok(stream)) => Some(match stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                true => Stage::last(self.serve_h2(stream, Vec::new())),
+                false => Stage::new(self.sniff(stream)),
+            }),
             Ok(Err(e)) => {
                 Guards::count(&self.ctx.guards.tls_handshake);
                 tracing::debug!(%client, error = %e, "TLS handshake failed");
+                None
             }
             Err(_) => {
                 Guards::count(&self.ctx.guards.tls_handshake);
                 tracing::debug!(%client, "TLS handshake not done in time: closing");
+                None
             }
         }
     }
 
-    async fn serve<T>(self, mut stream: T)
+    /// Reads the first bytes to tell HTTP/1.1 from HTTP/2.
+    async fn sniff<T>(self, mut stream: T) -> Option<Stage>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -332,19 +369,27 @@ impl Conn {
             Ok(Ok(first)) => first,
             Ok(Err(e)) => {
                 tracing::debug!(%client, error = %e, "client connection ended before a request");
-                return;
+                return None;
             }
             Err(_) => {
                 Guards::count(&self.ctx.guards.header_timeout);
                 tracing::debug!(%client, "client sent nothing in time: closing");
-                return;
+                return None;
             }
         };
-        if !is_http1(&first) {
+        Some(match is_http1(&first) {
+            true => Stage::last(self.serve_http1(stream, first)),
             // The preface, or bytes that are not HTTP/1.1 either: HTTP/2, which
             // answers a bad preface with GOAWAY PROTOCOL_ERROR.
-            return self.serve_h2(stream, &first).await;
-        }
+            false => Stage::last(self.serve_h2(stream, first)),
+        })
+    }
+
+    async fn serve_http1<T>(self, stream: T, first: Vec<u8>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let client = self.ctx.client;
         let mut stop = self.stop;
         let activity = Arc::new(Activity::default());
         let guards = self.ctx.guards.clone();
@@ -380,10 +425,10 @@ impl Conn {
             }
         }
     }
-}
 
-impl Conn {
-    async fn serve_h2<T>(self, stream: T, first: &[u8])
+    /// The HTTP/2 connection; its first bytes (`first`, let go of here) were read
+    /// while telling the protocol.
+    fn serve_h2<T>(self, stream: T, first: Vec<u8>) -> Driver<Downstream<T>>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -393,14 +438,13 @@ impl Conn {
         });
         Driver::new(Downstream::new(
             stream,
-            first,
+            &first,
             self.ctx,
             self.settings.http2,
             self.settings.idle_timeout,
             self.settings.header_timeout,
             shutdown,
         ))
-        .await;
     }
 }
 
@@ -411,14 +455,17 @@ const FIRST_LINE_MAX: usize = 8 << 10;
 /// Reads until the bytes are the HTTP/2 preface, or hold a whole first line (or
 /// [`FIRST_LINE_MAX`] bytes) that is not.
 async fn sniff<T: AsyncRead + Unpin>(stream: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut first = Vec::with_capacity(PREFACE.len());
-    let mut buf = [0u8; 1024];
+    // Read straight into the vector: a buffer on the stack would stay in the
+    // connection's state for as long as it is open.
+    let mut first = Vec::with_capacity(1024);
     loop {
-        let n = stream.read(&mut buf).await?;
+        if first.capacity() == first.len() {
+            first.reserve(1024);
+        }
+        let n = stream.read_buf(&mut first).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        first.extend_from_slice(&buf[..n]);
         let k = first.len().min(PREFACE.len());
         if first[..k] == PREFACE[..k] {
             if first.len() >= PREFACE.len() {
@@ -520,5 +567,52 @@ async fn idle(activity: &Activity, timeout: Option<Duration>) {
     match timeout {
         Some(t) => activity.idle(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::RoutingTable;
+
+    /// A connection's task stays small whatever stage it is in: an idle HTTP/2
+    /// connection pays for its task, the HTTP/2 state and no more (10,000 idle
+    /// connections cost 11.7 KiB each when the task held every stage's state).
+    #[tokio::test]
+    async fn a_connection_task_holds_no_stage_it_is_not_in() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let ctx = Arc::new(ConnCtx {
+            table: Arc::new(arc_swap::ArcSwap::from_pointee(RoutingTable::empty(1))),
+            entrypoint: 0,
+            entrypoint_name: Arc::from("web"),
+            stats: Arc::new(CallStats::default()),
+            access_log: None,
+            client: addr,
+            proto: "http",
+            client_ip: http::HeaderValue::from_static("127.0.0.1"),
+            guards: Arc::new(Guards::default()),
+        });
+        let (stop_tx, stop) = watch::channel(false);
+        let conn = Conn {
+            ctx,
+            http1: Arc::new(hyper::server::conn::http1::Builder::new()),
+            settings: Arc::new(Settings::default()),
+            stop,
+        };
+        let (live, _all_closed) = mpsc::channel(1);
+        let task = connection(conn, stream, live, None);
+        let task_bytes = std::mem::size_of_val(&task);
+        let h2_bytes = std::mem::size_of::<Driver<Downstream<tokio::net::TcpStream>>>();
+        assert!(
+            task_bytes <= 256,
+            "the connection task takes {task_bytes} bytes"
+        );
+        assert!(
+            h2_bytes <= 1280,
+            "an HTTP/2 connection's state takes {h2_bytes} bytes"
+        );
+        drop((task, stop_tx));
     }
 }
