@@ -16,6 +16,7 @@
 mod balancing;
 mod healthcheck;
 mod merge;
+mod middleware;
 mod parse;
 mod resolve;
 mod v1;
