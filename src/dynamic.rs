@@ -18,8 +18,30 @@ use crate::provider::{Lifecycle, TaskHealth};
 pub struct DynamicConfig {
     pub routers: BTreeMap<String, Router>,
     pub services: BTreeMap<String, Service>,
+    /// Middleware definitions (Traefik's `http.middlewares`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Middleware>,
     /// Every problem found, in a stable order; each also sits on the object it broke.
     pub errors: Vec<ConfigError>,
+}
+
+/// A middleware definition: its Traefik type and options as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Middleware {
+    /// Traefik's name of the type (`rateLimit`, `headers`…); empty when unknown.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Option → value, options in lower case and dotted below the type
+    /// (`sourcecriterion.ipstrategy.depth`, `customrequestheaders.X-Id`).
+    pub options: BTreeMap<String, String>,
+    pub provider: String,
+    /// Ids of the tasks whose labels define it.
+    pub tasks: Vec<String>,
+    /// Routers that name it.
+    pub used_by: Vec<String>,
+    pub status: Status,
+    pub errors: Vec<String>,
 }
 
 /// Whether an object takes part in routing.
@@ -43,6 +65,9 @@ pub struct Router {
     /// Entrypoint names; empty means every entrypoint.
     pub entry_points: Vec<String>,
     pub tls: bool,
+    /// The middlewares the router applies, in order, as written (`name[@provider]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
     /// Retries of calls a server has answered (labels `R.retry.*`): the router's
     /// owner says its calls are idempotent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,6 +418,7 @@ impl Server {
 pub enum ObjectRef {
     Router(String),
     Service(String),
+    Middleware(String),
     /// A problem with a task as a whole (e.g. an unknown top-level label).
     Task(String),
     /// A problem with a provider's input (e.g. an unparsable tasks file).
@@ -404,6 +430,7 @@ impl fmt::Display for ObjectRef {
         match self {
             ObjectRef::Router(n) => write!(f, "router {n:?}"),
             ObjectRef::Service(n) => write!(f, "service {n:?}"),
+            ObjectRef::Middleware(n) => write!(f, "middleware {n:?}"),
             ObjectRef::Task(n) => write!(f, "task {n:?}"),
             ObjectRef::Provider(n) => write!(f, "provider {n:?}"),
         }

@@ -128,6 +128,26 @@ fn render(config: &DynamicConfig) -> String {
             r.priority,
             r.service
         );
+        if !r.middlewares.is_empty() {
+            let _ = writeln!(out, "    middlewares: {}", r.middlewares.join(" -> "));
+        }
+    }
+    if !config.middlewares.is_empty() {
+        let _ = writeln!(out, "middlewares ({}):", config.middlewares.len());
+        for (name, m) in &config.middlewares {
+            let kind = if m.kind.is_empty() { "?" } else { &m.kind };
+            let _ = writeln!(
+                out,
+                "  {name} [{}] type={kind} options={} used by: {}",
+                status(m.status),
+                m.options.len(),
+                if m.used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.used_by.join(", ")
+                }
+            );
+        }
     }
     let _ = writeln!(out, "services ({}):", config.services.len());
     for (name, s) in &config.services {

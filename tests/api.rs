@@ -501,3 +501,83 @@ async fn access_log_lines_describe_each_call() {
     assert_eq!(lines[1]["grpcStatus"], 5);
     assert_eq!(lines[1]["status"], "NOT_FOUND");
 }
+
+/// Middleware definitions are listed in Traefik's shape with who uses them, a broken
+/// one shows why, credentials never show, and a router that names middlewares is
+/// disabled (gantry does not apply them yet) while the others serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middlewares_are_listed_with_their_users_and_errors() {
+    let a = Backend::start("a").await;
+    let guarded = format!(
+        r#"
+[[task]]
+id = "orders-1"
+ip = "127.0.0.1"
+ports = [{port}]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.orders.rule" = "GRPCService(`orders.Orders`)"
+"traefik.http.routers.orders.middlewares" = "orders-auth,orders-limit"
+"traefik.http.middlewares.orders-auth.basicauth.users" = "ops:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/"
+"traefik.http.middlewares.orders-limit.ratelimit.average" = "50"
+"traefik.http.middlewares.orders-limit.ratelimit.burts" = "20"
+"traefik.http.services.orders.loadbalancer.server.scheme" = "h2c"
+"#,
+        port = a.addr.port()
+    );
+    let tasks = h2c_task("task-a", &a, "echo", ECHO_RULE, 1) + &guarded;
+    let gw = Gateway::start(&tasks).await;
+    let api_url = gw.api_url();
+
+    let all = api::json(&api_url, "/api/http/middlewares").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+    let auth = api::json(&api_url, "/api/http/middlewares/orders-auth@file").await;
+    assert_eq!(auth["type"], "basicauth", "{auth}");
+    assert_eq!(auth["status"], "enabled", "{auth}");
+    assert_eq!(auth["usedBy"], serde_json::json!(["orders@file"]), "{auth}");
+    assert_eq!(
+        auth["options"]["users"], "***",
+        "credentials never show: {auth}"
+    );
+    assert!(!auth.to_string().contains("apr1"), "{auth}");
+
+    let limit = api::json(&api_url, "/api/http/middlewares/orders-limit").await;
+    assert_eq!(limit["status"], "disabled", "{limit}");
+    let why = limit["error"].to_string();
+    assert!(
+        why.contains("traefik.http.middlewares.orders-limit.ratelimit.burts"),
+        "{why}"
+    );
+    assert!(why.contains("unknown option \\\"burts\\\""), "{why}");
+    let disabled = api::json(&api_url, "/api/http/middlewares?status=disabled").await;
+    assert_eq!(disabled.as_array().map(Vec::len), Some(1), "{disabled}");
+
+    let orders = api::json(&api_url, "/api/http/routers/orders@file").await;
+    assert_eq!(orders["status"], "disabled", "{orders}");
+    assert_eq!(
+        orders["middlewares"],
+        serde_json::json!(["orders-auth", "orders-limit"]),
+        "{orders}"
+    );
+    let errors = orders["error"].to_string();
+    assert!(
+        errors.contains("middleware \\\"orders-limit\\\" is disabled"),
+        "{errors}"
+    );
+    let kinds = api::json(&api_url, "/api/errors?status=middleware").await;
+    assert_eq!(kinds.as_array().map(Vec::len), Some(1), "{kinds}");
+    assert_eq!(kinds[0]["kind"], "middleware");
+    assert_eq!(kinds[0]["task"], "orders-1");
+
+    // The router without middlewares serves.
+    let mut client = gw.echo().await;
+    let answer = client
+        .unary(EchoRequest {
+            payload: b"hi".to_vec(),
+            ..Default::default()
+        })
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+    let (status, _, _) = api::get(&api_url, "/api/http/middlewares/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -132,6 +132,38 @@ ports = [9001]
 }
 
 #[test]
+fn check_lists_middlewares_and_names_an_unknown_type() {
+    let (_dir, config) = setup(
+        r#"
+[[task]]
+id = "orders-1"
+ip = "127.0.0.1"
+ports = [9000]
+[task.labels]
+"traefik.enable" = "true"
+"traefik.http.routers.orders.rule" = "Host(`orders.example`)"
+"traefik.http.routers.orders.middlewares" = "strip,limit"
+"traefik.http.middlewares.strip.stripprefix.prefixes" = "/orders"
+"traefik.http.middlewares.limit.ratelimiter.average" = "50"
+"#,
+    );
+    let (code, out, _) = gantry(&["check", "--config", &config]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("orders [DISABLED]"), "{out}");
+    assert!(out.contains("middlewares: strip -> limit"), "{out}");
+    assert!(out.contains("middlewares (2):"), "{out}");
+    assert!(
+        out.contains("strip [enabled] type=stripPrefix options=1 used by: orders"),
+        "{out}"
+    );
+    assert!(out.contains("limit [DISABLED] type=? "), "{out}");
+    assert!(
+        out.contains("\"traefik.http.middlewares.limit.ratelimiter.average\"): unknown middleware type \"ratelimiter\""),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_config_file_names_the_key_and_line_and_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write(

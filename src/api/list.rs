@@ -6,8 +6,9 @@ use super::fields::FieldMask;
 use super::ApiError;
 
 pub const ROUTER_STATUSES: &[&str] = &["enabled", "disabled", "warning"];
+pub const MIDDLEWARE_STATUSES: &[&str] = &["enabled", "disabled"];
 pub const PROVIDER_STATUSES: &[&str] = &["healthy", "failing"];
-pub const ERROR_KINDS: &[&str] = &["router", "service", "task", "provider"];
+pub const ERROR_KINDS: &[&str] = &["router", "service", "middleware", "task", "provider"];
 
 const DEFAULT_PER_PAGE: usize = 100;
 const MAX_PER_PAGE: usize = 1000;

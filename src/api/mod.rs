@@ -51,6 +51,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/http/routers/{name}", get(router_by_name))
         .route("/api/http/services", get(services))
         .route("/api/http/services/{name}", get(service_by_name))
+        .route("/api/http/middlewares", get(middlewares))
+        .route("/api/http/middlewares/{name}", get(middleware_by_name))
         .route("/api/entrypoints", get(entrypoints))
         .route("/api/entrypoints/{name}", get(entrypoint_by_name))
         .route("/api/providers", get(providers))
@@ -246,6 +248,29 @@ async fn service_by_name(
         list::same_name(&s.name, &name)
     })?;
     one(&found, &samples::service(), &params)
+}
+
+async fn middlewares(
+    State(shared): State<Shared>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let params = ListParams::parse(&params, list::MIDDLEWARE_STATUSES)?;
+    let snap = Snapshot::take(&shared);
+    many(snap.middlewares(), &Default::default(), &params, |m, p| {
+        p.status_is(m.status) && p.search_in(&[&m.name, &m.kind])
+    })
+}
+
+async fn middleware_by_name(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let middlewares = Snapshot::take(&shared).middlewares();
+    let found = find(middlewares, "middleware", &name, |m| {
+        list::same_name(&m.name, &name)
+    })?;
+    one(&found, &Default::default(), &params)
 }
 
 async fn entrypoints(

@@ -129,11 +129,33 @@ pub struct RouterView {
     pub error: Vec<String>,
     pub provider: String,
     pub tls: bool,
+    /// The middlewares it applies, in order, as written.
+    pub middlewares: Vec<String>,
     /// Retries of answered calls (`retry.*` labels), when set.
     pub retry: Option<crate::dynamic::RouterRetry>,
     pub tasks: Vec<String>,
     pub stats: StatsView,
 }
+
+/// A middleware definition, in Traefik's shape (`type` in lower case, as Traefik
+/// reports it), with its options as written.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MiddlewareView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Option → value; credentials (`users`, `redis.password`) shown as `***`.
+    pub options: BTreeMap<String, String>,
+    pub status: &'static str,
+    pub error: Vec<String>,
+    pub provider: String,
+    pub used_by: Vec<String>,
+    pub tasks: Vec<String>,
+}
+
+/// Options whose values are credentials, never shown.
+const SECRET_OPTIONS: &[&str] = &["users", "redis.password", "redis.username"];
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -401,6 +423,43 @@ impl<'a> Snapshot<'a> {
             .collect()
     }
 
+    pub fn middlewares(&self) -> Vec<MiddlewareView> {
+        self.config()
+            .middlewares
+            .iter()
+            .map(|(name, m)| MiddlewareView {
+                name: qualified(name, &m.provider),
+                kind: m.kind.to_ascii_lowercase(),
+                options: m
+                    .options
+                    .iter()
+                    .map(|(k, v)| {
+                        let secret = SECRET_OPTIONS.contains(&k.as_str());
+                        (
+                            k.clone(),
+                            if secret { "***".to_string() } else { v.clone() },
+                        )
+                    })
+                    .collect(),
+                status: match m.status {
+                    crate::dynamic::Status::Enabled => "enabled",
+                    crate::dynamic::Status::Disabled => "disabled",
+                },
+                error: m.errors.clone(),
+                provider: m.provider.clone(),
+                used_by: m
+                    .used_by
+                    .iter()
+                    .map(|r| {
+                        let provider = self.config().routers.get(r).map_or("", |r| &r.provider);
+                        qualified(r, provider)
+                    })
+                    .collect(),
+                tasks: m.tasks.clone(),
+            })
+            .collect()
+    }
+
     pub fn routers(&self) -> Vec<RouterView> {
         let config = self.config();
         let all_entrypoints: Vec<String> = self
@@ -463,6 +522,7 @@ impl<'a> Snapshot<'a> {
                     error: r.errors.clone(),
                     provider: r.provider.clone(),
                     tls: r.tls,
+                    middlewares: r.middlewares.clone(),
                     retry: r.retry.clone(),
                     tasks: r.tasks.clone(),
                     stats: self
@@ -629,6 +689,7 @@ pub fn error(e: &ConfigError) -> ErrorView {
     let (kind, name) = match &e.object {
         ObjectRef::Router(n) => ("router", n),
         ObjectRef::Service(n) => ("service", n),
+        ObjectRef::Middleware(n) => ("middleware", n),
         ObjectRef::Task(n) => ("task", n),
         ObjectRef::Provider(n) => ("provider", n),
     };

@@ -16,12 +16,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::dynamic::{
-    ConfigError, DynamicConfig, ObjectRef, Router, Server, Service, Severity, Status,
+    ConfigError, DynamicConfig, Middleware, ObjectRef, Router, Server, Service, Severity, Status,
 };
 use crate::provider::Task;
 
 use super::parse::Problem;
-use super::resolve::{RouterDef, RouterSettings, ServiceSettings, TaskDefs};
+use super::resolve::{MiddlewareSettings, RouterDef, RouterSettings, ServiceSettings, TaskDefs};
 
 /// Who defined an object.
 #[derive(Debug, Clone)]
@@ -65,11 +65,22 @@ struct ServiceAcc {
     reported: HashSet<(String, ServiceSettings)>,
 }
 
+/// A middleware as merged so far.
+#[derive(Debug)]
+struct MiddlewareAcc {
+    settings: MiddlewareSettings,
+    origin: Origin,
+    clean: bool,
+    tasks: Vec<String>,
+    reported: HashSet<(String, MiddlewareSettings)>,
+}
+
 /// Accumulates task definitions; [`Merger::finish`] yields the configuration.
 #[derive(Debug, Default)]
 pub(crate) struct Merger {
     routers: BTreeMap<String, RouterAcc>,
     services: BTreeMap<String, ServiceAcc>,
+    middlewares: BTreeMap<String, MiddlewareAcc>,
     errors: Vec<ConfigError>,
 }
 
@@ -126,6 +137,38 @@ impl Merger {
                 }
             }
         }
+        for def in defs.middlewares {
+            let clean = !def.problems.iter().any(Problem::is_error);
+            for problem in def.problems {
+                self.report(ObjectRef::Middleware(def.name.clone()), task, problem);
+            }
+            let Some(acc) = self.middlewares.get_mut(&def.name) else {
+                self.middlewares.insert(
+                    def.name,
+                    MiddlewareAcc {
+                        settings: def.settings,
+                        origin: Origin::of(task),
+                        clean,
+                        tasks: vec![task.id.clone()],
+                        reported: HashSet::new(),
+                    },
+                );
+                continue;
+            };
+            acc.tasks.push(task.id.clone());
+            if !clean {
+                continue;
+            }
+            if !acc.clean {
+                (acc.settings, acc.origin, acc.clean) = (def.settings, Origin::of(task), true);
+            } else if acc.settings != def.settings || acc.origin.provider != task.provider {
+                let message = middleware_diff(&acc.settings, &acc.origin, &def.settings, task);
+                if acc.reported.insert((task.provider.clone(), def.settings)) {
+                    let object = ObjectRef::Middleware(def.name);
+                    self.report(object, task, Problem::general(message));
+                }
+            }
+        }
         for mut def in defs.routers {
             let clean = !def.problems.iter().any(Problem::is_error);
             for problem in std::mem::take(&mut def.problems) {
@@ -164,6 +207,7 @@ impl Merger {
         let Merger {
             routers,
             services,
+            middlewares,
             mut errors,
         } = self;
 
@@ -281,6 +325,61 @@ impl Merger {
             ));
         }
 
+        // A router never runs without a middleware it names: an unknown or disabled
+        // one disables it.
+        let broken_middlewares: BTreeSet<String> = errors
+            .iter()
+            .filter(|e| e.is_error())
+            .filter_map(|e| match &e.object {
+                ObjectRef::Middleware(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut used_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, acc) in &routers {
+            for reference in &acc.shown.settings.middlewares {
+                let (wanted, provider) = match reference.split_once('@') {
+                    Some((n, p)) => (n, Some(p)),
+                    None => (reference.as_str(), None),
+                };
+                let found = middlewares
+                    .get(wanted)
+                    .filter(|m| provider.is_none_or(|p| m.origin.provider == p));
+                if found.is_some() {
+                    let users = used_by.entry(wanted.to_string()).or_default();
+                    if users.last() != Some(name) {
+                        users.push(name.clone());
+                    }
+                }
+                let message = match found {
+                    None => format!("unknown middleware {reference:?}"),
+                    Some(_) if broken_middlewares.contains(wanted) => {
+                        format!("middleware {reference:?} is disabled")
+                    }
+                    Some(_) => continue,
+                };
+                let label = acc.shown.middlewares_label.clone();
+                errors.push(router_error(name, acc, label, message));
+            }
+        }
+        let middlewares: BTreeMap<String, Middleware> = middlewares
+            .into_iter()
+            .map(|(name, acc)| {
+                let mut tasks = acc.tasks;
+                tasks.sort();
+                let middleware = Middleware {
+                    kind: acc.settings.kind,
+                    options: acc.settings.options,
+                    provider: acc.origin.provider,
+                    tasks,
+                    used_by: used_by.remove(&name).unwrap_or_default(),
+                    status: Status::Enabled,
+                    errors: Vec::new(),
+                };
+                (name, middleware)
+            })
+            .collect();
+
         let routers: BTreeMap<String, Router> = routers
             .into_iter()
             .map(|(name, acc)| {
@@ -293,6 +392,7 @@ impl Merger {
                     service: s.service,
                     entry_points: s.entry_points,
                     tls: s.tls,
+                    middlewares: s.middlewares,
                     retry: s.retry,
                     provider: acc.origin.provider,
                     tasks,
@@ -306,6 +406,7 @@ impl Merger {
         let mut config = DynamicConfig {
             routers,
             services,
+            middlewares,
             errors: collapse(errors),
         };
         for error in config.errors.iter().filter(|e| e.is_error()) {
@@ -316,6 +417,10 @@ impl Merger {
                 },
                 ObjectRef::Service(name) => match config.services.get_mut(name) {
                     Some(s) => (&mut s.status, &mut s.errors),
+                    None => continue,
+                },
+                ObjectRef::Middleware(name) => match config.middlewares.get_mut(name) {
+                    Some(m) => (&mut m.status, &mut m.errors),
                     None => continue,
                 },
                 ObjectRef::Task(_) | ObjectRef::Provider(_) => continue,
@@ -410,10 +515,42 @@ fn router_diff(a: &RouterSettings, origin: &Origin, b: &RouterSettings, task: &T
     if a.retry != b.retry {
         parts.push("retry settings differ".to_string());
     }
+    if a.middlewares != b.middlewares {
+        parts.push(format!(
+            "middlewares [{}] vs [{}]",
+            a.middlewares.join(", "),
+            b.middlewares.join(", ")
+        ));
+    }
     differently(origin, task, parts)
 }
 
 /// "defined differently by tasks a and b: provider ecs vs file; …".
+fn middleware_diff(
+    a: &MiddlewareSettings,
+    origin: &Origin,
+    b: &MiddlewareSettings,
+    task: &Task,
+) -> String {
+    let mut parts = Vec::new();
+    if origin.provider != task.provider {
+        parts.push(format!("provider {} vs {}", origin.provider, task.provider));
+    }
+    if a.kind != b.kind {
+        parts.push(format!("type {} vs {}", a.kind, b.kind));
+    }
+    let keys: BTreeSet<&String> = a.options.keys().chain(b.options.keys()).collect();
+    for key in keys {
+        let (x, y) = (a.options.get(key), b.options.get(key));
+        if x != y {
+            let show =
+                |v: Option<&String>| v.map_or_else(|| "unset".to_string(), |v| format!("{v:?}"));
+            parts.push(format!("{key} {} vs {}", show(x), show(y)));
+        }
+    }
+    differently(origin, task, parts)
+}
+
 fn service_diff(a: &ServiceSettings, origin: &Origin, b: &ServiceSettings, task: &Task) -> String {
     let mut parts = Vec::new();
     if origin.provider != task.provider {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use crate::dynamic::{Scheme, Severity};
 use crate::provider::Task;
 
+use super::middleware::{self, MiddlewareLabels};
 use super::v1::V1Labels;
 
 /// A problem with labels, before it is tied to an object, task and provider.
@@ -92,7 +93,9 @@ pub(crate) struct RouterLabels {
     /// `tls.domains[n].main|sans`): each one implies `tls=true`. Their values are not
     /// used: certificates come from the entrypoint's static TLS configuration.
     pub tls_options: Vec<String>,
-    /// Labels that break the router whatever else is set (unknown keys, middlewares).
+    /// The middlewares the router applies, in order (`name` or `name@provider`).
+    pub middlewares: Option<Value<Vec<String>>>,
+    /// Labels that break the router whatever else is set (unknown keys).
     pub problems: Vec<Problem>,
 }
 
@@ -117,7 +120,9 @@ pub(crate) struct ServiceLabels {
 pub(crate) struct TaskLabels {
     pub routers: BTreeMap<String, RouterLabels>,
     pub services: BTreeMap<String, ServiceLabels>,
-    /// Problems with the task as a whole (TCP, middleware definitions, ignored labels).
+    /// Middleware definitions, by name.
+    pub middlewares: BTreeMap<String, MiddlewareLabels>,
+    /// Problems with the task as a whole (TCP, ignored labels).
     pub problems: Vec<Problem>,
     /// Problems every router of the task carries: a label that could restrict any of
     /// them was not understood, so none is served (fail closed).
@@ -128,8 +133,8 @@ pub(crate) struct TaskLabels {
 }
 
 /// Settings a router label may name, for messages.
-const ROUTER_KEYS: &str =
-    "rule, priority, service, entrypoints, tls, retry.attempts, retry.codes, retry.methods";
+const ROUTER_KEYS: &str = "rule, priority, service, entrypoints, tls, middlewares, \
+     retry.attempts, retry.codes, retry.methods";
 /// Settings a service label may name, for messages.
 const SERVICE_KEYS: &str = "server.port, server.scheme, server.weight, passhostheader, \
      responseforwarding.flushinterval, strategy, hash.header, \
@@ -169,13 +174,7 @@ pub(crate) fn parse_task(task: &Task, prefix: &str) -> TaskLabels {
             ["enable"] => {}
             ["http", "routers", ..] => router_label(&mut out, key, &segments[2..], value),
             ["http", "services", ..] => service_label(&mut out, key, &segments[2..], value),
-            // A definition restricts nothing by itself; a router that uses it is
-            // refused (its `middlewares` label), so nothing is served without it.
-            ["http", "middlewares", ..] => out.problems.push(Problem::ignored(
-                key,
-                "middlewares are not implemented yet: this definition is ignored, and \
-                 routers that use it are disabled",
-            )),
+            ["http", "middlewares", ..] => middleware_label(&mut out, key, &segments[2..], value),
             ["tcp" | "udp", ..] => {
                 out.has_tcp_udp = true;
                 out.problems
@@ -273,11 +272,12 @@ fn router_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
         ["tls", domain, "main" | "sans"] if is_indexed(domain, "domains") => {
             router.tls_options.push(key.to_string())
         }
-        ["middlewares", ..] => problems.push(Problem::at(
+        ["middlewares"] => set(
+            &mut router.middlewares,
             key,
-            "middlewares are not supported; the router is disabled rather than routed \
-             without them",
-        )),
+            middleware::parse_list(value),
+            problems,
+        ),
         [] => problems.push(Problem::at(
             key,
             format!("missing router setting after the name (expected one of: {ROUTER_KEYS})"),
@@ -287,6 +287,23 @@ fn router_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
             format!("unknown router label {key:?} (router settings: {ROUTER_KEYS}, tls.*)"),
         )),
     }
+}
+
+/// One `<prefix>.http.middlewares.<name>.<type>.<option…>` label; `rest` starts at
+/// `<name>`.
+fn middleware_label(out: &mut TaskLabels, key: &str, rest: &[&str], value: &str) {
+    let Some((name, rest)) = rest.split_first().filter(|(name, _)| !name.is_empty()) else {
+        out.problems.push(Problem::at(
+            key,
+            "missing middleware name: expected \
+             <prefix>.http.middlewares.<name>.<type>.<option>=<value>",
+        ));
+        return;
+    };
+    out.middlewares
+        .entry((*name).to_string())
+        .or_default()
+        .add(key, rest, value);
 }
 
 /// One `<prefix>.http.services.<name>.<…>` label; `rest` starts at `<name>`.

@@ -24,6 +24,8 @@ pub(crate) struct RouterSettings {
     pub entry_points: Vec<String>,
     pub tls: bool,
     pub retry: Option<crate::dynamic::RouterRetry>,
+    /// The middlewares the router applies, in order, as written (`name[@provider]`).
+    pub middlewares: Vec<String>,
 }
 
 /// A service's settings that belong to the service rather than to one server: they
@@ -48,6 +50,8 @@ pub(crate) struct RouterDef {
     pub rule_label: Option<String>,
     /// The label the service came from; `None` when implied.
     pub service_label: Option<String>,
+    /// The label the middlewares came from.
+    pub middlewares_label: Option<String>,
     pub problems: Vec<Problem>,
 }
 
@@ -66,8 +70,26 @@ pub(crate) struct ServiceDef {
 pub(crate) struct TaskDefs {
     pub routers: Vec<RouterDef>,
     pub services: Vec<ServiceDef>,
+    pub middlewares: Vec<MiddlewareDef>,
     /// Problems with the task as a whole.
     pub problems: Vec<Problem>,
+}
+
+/// One task's definition of a middleware.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MiddlewareDef {
+    pub name: String,
+    pub settings: MiddlewareSettings,
+    pub problems: Vec<Problem>,
+}
+
+/// What must be equal for two tasks to define "the same" middleware.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MiddlewareSettings {
+    /// Traefik's name of the type (`rateLimit`); empty when no label named one.
+    pub kind: String,
+    /// Option → value, options in lower case (see [`super::middleware`]).
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Applies defaults to `labels` and resolves every router and service of `task`.
@@ -75,6 +97,7 @@ pub(crate) fn resolve(task: &Task, prefix: &str, labels: TaskLabels) -> TaskDefs
     let TaskLabels {
         mut routers,
         mut services,
+        middlewares,
         mut problems,
         router_problems,
         has_tcp_udp,
@@ -112,9 +135,45 @@ pub(crate) fn resolve(task: &Task, prefix: &str, labels: TaskLabels) -> TaskDefs
         .into_iter()
         .map(|(name, labels)| resolve_service(task, prefix, name, labels))
         .collect();
+    let middlewares = middlewares
+        .into_iter()
+        .map(|(name, labels)| resolve_middleware(name, labels))
+        .collect();
     TaskDefs {
         routers,
         services,
+        middlewares,
+        problems,
+    }
+}
+
+fn resolve_middleware(name: String, labels: super::middleware::MiddlewareLabels) -> MiddlewareDef {
+    let mut problems = labels.problems;
+    let kind = match labels.kind {
+        Some((kind, label)) => {
+            if let Some(super::middleware::Kind {
+                support: super::middleware::Support::Refused(why),
+                ..
+            }) = super::middleware::kind(kind)
+            {
+                problems.push(Problem::at(
+                    &label,
+                    format!("middleware type {kind} is refused: {why}"),
+                ));
+            }
+            kind.to_string()
+        }
+        // Every label of the middleware was refused (each says why).
+        None => String::new(),
+    };
+    let options = labels
+        .options
+        .into_iter()
+        .map(|(key, written)| (key, written.value))
+        .collect();
+    MiddlewareDef {
+        name,
+        settings: MiddlewareSettings { kind, options },
         problems,
     }
 }
@@ -219,6 +278,21 @@ fn resolve_router(
         methods,
     });
 
+    let middlewares_label = labels.middlewares.as_ref().and_then(|v| v.label.clone());
+    let middlewares = take(labels.middlewares, &mut problems)
+        .map(|(m, _)| m)
+        .unwrap_or_default();
+    if !middlewares.is_empty() {
+        problems.push(Problem::new(
+            middlewares_label.clone(),
+            format!(
+                "uses middlewares {}: gantry does not apply middlewares to calls yet, so the \
+                 router is disabled rather than routed without them",
+                middlewares.join(", ")
+            ),
+        ));
+    }
+
     RouterDef {
         name,
         settings: RouterSettings {
@@ -228,9 +302,11 @@ fn resolve_router(
             entry_points,
             tls,
             retry,
+            middlewares,
         },
         rule_label,
         service_label,
+        middlewares_label,
         problems,
     }
 }

@@ -76,6 +76,9 @@ fn summary(config: &DynamicConfig) -> Vec<String> {
         if r.tls {
             line.push_str(" tls");
         }
+        if !r.middlewares.is_empty() {
+            line.push_str(&format!(" mw={}", r.middlewares.join(",")));
+        }
         if r.status == Status::Disabled {
             line.push_str(" DISABLED");
         }
@@ -102,6 +105,22 @@ fn summary(config: &DynamicConfig) -> Vec<String> {
             servers.join(", ")
         );
         if s.status == Status::Disabled {
+            line.push_str(" DISABLED");
+        }
+        out.push(line);
+    }
+    for (name, m) in &config.middlewares {
+        let options: Vec<String> = m.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut line = format!(
+            "middleware {name} ({}): {} {}",
+            m.tasks.join(","),
+            m.kind,
+            options.join(" ")
+        );
+        if !m.used_by.is_empty() {
+            line.push_str(&format!(" <- {}", m.used_by.join(",")));
+        }
+        if m.status == Status::Disabled {
             line.push_str(" DISABLED");
         }
         out.push(line);
@@ -666,16 +685,18 @@ fn routers() {
                 ),
             ],
             want: vec![
-                "router m (b): PathPrefix(`/m`) -> b DISABLED",
+                "router m (b): PathPrefix(`/m`) -> b mw=auth DISABLED",
                 "router r (a): Host(`a`) -> a DISABLED",
                 "service a (a): http://10.0.0.1:80 @a",
                 "service b (b): http://10.0.0.2:80 @b",
                 "error router \"m\" (task \"b\", label \"traefik.http.routers.m.middlewares\"): \
-                 middlewares are not supported; the router is disabled rather than routed \
-                 without them",
+                 unknown middleware \"auth\"",
+                "error router \"m\" (task \"b\", label \"traefik.http.routers.m.middlewares\"): \
+                 uses middlewares auth: gantry does not apply middlewares to calls yet, so the \
+                 router is disabled rather than routed without them",
                 "error router \"r\" (task \"a\", label \"traefik.http.routers.r.rulez\"): \
                  unknown router label \"traefik.http.routers.r.rulez\" (router settings: rule, \
-                 priority, service, entrypoints, tls, retry.attempts, retry.codes, \
+                 priority, service, entrypoints, tls, middlewares, retry.attempts, retry.codes, \
                  retry.methods, tls.*)",
             ],
         },
@@ -745,6 +766,7 @@ fn unsupported_and_unknown_labels() {
             want: vec![
                 "router r (a): PathPrefix(`/`) -> a",
                 "service a (a): http://10.0.0.1:80 @a",
+                "middleware auth (a): basicAuth users=x",
                 "error task \"a\" (task \"a\", label \"traefik.tcp.routers.t.rule\"): TCP/UDP \
                  routing is not supported",
                 "error task \"a\" (task \"a\", label \
@@ -752,9 +774,6 @@ fn unsupported_and_unknown_labels() {
                  supported",
                 "warning task \"a\" (task \"a\", label \"traefik.docker.network\"): ignored: a \
                  label of Traefik's Docker provider, which means nothing on ECS",
-                "warning task \"a\" (task \"a\", label \
-                 \"traefik.http.middlewares.auth.basicauth.users\"): middlewares are not \
-                 implemented yet: this definition is ignored, and routers that use it are disabled",
             ],
         },
         Case {
@@ -1034,4 +1053,125 @@ fn five_thousand_tasks() {
         .values()
         .all(|r| r.status == Status::Disabled));
     assert_eq!(config.errors.len(), 50);
+}
+
+#[test]
+fn middlewares() {
+    let router = |mw: &'static str| -> [(&'static str, &'static str); 2] {
+        [
+            ("traefik.http.routers.m.rule", "PathPrefix(`/m`)"),
+            ("traefik.http.routers.m.middlewares", mw),
+        ]
+    };
+    let not_yet = "error router \"m\" (task \"a\", label \"traefik.http.routers.m.middlewares\"): \
+                   uses middlewares *";
+    run(vec![
+        Case {
+            name: "defined by one task, used by another's router",
+            opts: opts(),
+            tasks: vec![
+                enabled(
+                    "a",
+                    "10.0.0.1",
+                    &[80],
+                    &[
+                        ("traefik.http.middlewares.strip.stripprefix.prefixes", "/m"),
+                        ("traefik.http.routers.a.rule", "PathPrefix(`/a`)"),
+                    ],
+                ),
+                enabled("b", "10.0.0.2", &[80], &router("strip@file")),
+            ],
+            want: vec![
+                "router a (a): PathPrefix(`/a`) -> a",
+                "router m (b): PathPrefix(`/m`) -> b mw=strip@file DISABLED",
+                "service a (a): http://10.0.0.1:80 @a",
+                "service b (b): http://10.0.0.2:80 @b",
+                "middleware strip (a): stripPrefix prefixes=/m <- m",
+                "error router \"m\" (task \"b\", label \"traefik.http.routers.m.middlewares\"): \
+                 uses middlewares strip@file: gantry does not apply middlewares to calls yet, so \
+                 the router is disabled rather than routed without them",
+            ],
+        },
+        Case {
+            name: "a reference to another provider's middleware of that name is unknown",
+            opts: opts(),
+            tasks: vec![enabled(
+                "a",
+                "10.0.0.1",
+                &[80],
+                &[
+                    ("traefik.http.middlewares.auth.basicauth.users", "u:x"),
+                    ("traefik.http.routers.m.rule", "PathPrefix(`/m`)"),
+                    ("traefik.http.routers.m.middlewares", "auth@ecs"),
+                ],
+            )],
+            want: vec![
+                "router m (a): PathPrefix(`/m`) -> a mw=auth@ecs DISABLED",
+                "service a (a): http://10.0.0.1:80 @a",
+                "middleware auth (a): basicAuth users=u:x",
+                "error router \"m\" (task \"a\", label \"traefik.http.routers.m.middlewares\"): \
+                 unknown middleware \"auth@ecs\"",
+                not_yet,
+            ],
+        },
+        Case {
+            name: "a broken or refused middleware disables itself and its routers",
+            opts: opts(),
+            tasks: vec![enabled(
+                "a",
+                "10.0.0.1",
+                &[80],
+                &[
+                    ("traefik.http.middlewares.rl.ratelimit.avrage", "10"),
+                    ("traefik.http.middlewares.web.grpcweb.alloworigins", "*"),
+                    ("traefik.http.routers.m.rule", "PathPrefix(`/m`)"),
+                    ("traefik.http.routers.m.middlewares", "rl,web"),
+                ],
+            )],
+            want: vec![
+                "router m (a): PathPrefix(`/m`) -> a mw=rl,web DISABLED",
+                "service a (a): http://10.0.0.1:80 @a",
+                "middleware rl (a): rateLimit  <- m DISABLED",
+                "middleware web (a): grpcWeb alloworigins=* <- m DISABLED",
+                "error router \"m\" (task \"a\", label \"traefik.http.routers.m.middlewares\"): \
+                 middleware \"rl\" is disabled",
+                "error router \"m\" (task \"a\", label \"traefik.http.routers.m.middlewares\"): \
+                 middleware \"web\" is disabled",
+                not_yet,
+                "error middleware \"rl\" (task \"a\", label \
+                 \"traefik.http.middlewares.rl.ratelimit.avrage\"): unknown option \"avrage\" of \
+                 middleware type rateLimit*",
+                "error middleware \"web\" (task \"a\", label \
+                 \"traefik.http.middlewares.web.grpcweb.alloworigins\"): middleware type grpcWeb \
+                 is refused*",
+            ],
+        },
+        Case {
+            name: "two tasks defining one middleware differently",
+            opts: opts(),
+            tasks: vec![
+                enabled(
+                    "a",
+                    "10.0.0.1",
+                    &[80],
+                    &[("traefik.http.middlewares.p.addprefix.prefix", "/a")],
+                ),
+                enabled(
+                    "b",
+                    "10.0.0.2",
+                    &[80],
+                    &[("traefik.http.middlewares.p.addprefix.prefix", "/b")],
+                ),
+            ],
+            want: vec![
+                "router a (a): Host(`a`) -> a",
+                "router b (b): Host(`b`) -> b",
+                "service a (a): http://10.0.0.1:80 @a",
+                "service b (b): http://10.0.0.2:80 @b",
+                "middleware p (a,b): addPrefix prefix=/a DISABLED",
+                "error middleware \"p\" (task \"b\"): defined differently by tasks a and b: \
+                 prefix \"/a\" vs \"/b\"",
+            ],
+        },
+    ]);
 }

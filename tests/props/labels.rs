@@ -52,6 +52,10 @@ fn check_consistent(tasks: &[Task], config: &DynamicConfig) -> Result<(), TestCa
                 let s = config.services.get(name);
                 prop_assert!(s.is_some_and(|s| s.status == Status::Disabled), "{:?}", e);
             }
+            ObjectRef::Middleware(name) => {
+                let m = config.middlewares.get(name);
+                prop_assert!(m.is_some_and(|m| m.status == Status::Disabled), "{:?}", e);
+            }
             ObjectRef::Task(_) | ObjectRef::Provider(_) => {}
         }
     }
