@@ -39,40 +39,73 @@ impl Origin {
     }
 }
 
-/// A router as merged so far.
+/// An object as merged so far: `shown` is the reference definition (the first
+/// error-free one, else the first), the one the others are compared with by their
+/// settings `S`.
 #[derive(Debug)]
-struct RouterAcc {
-    /// The reference definition: the first error-free one, else the first one.
-    shown: RouterDef,
+struct Acc<D, S> {
+    shown: D,
     origin: Origin,
     /// Whether `shown` is error-free, i.e. other definitions are compared with it.
     clean: bool,
     tasks: Vec<String>,
     /// Differing (provider, settings) already reported.
-    reported: HashSet<(String, RouterSettings)>,
+    reported: HashSet<(String, S)>,
 }
 
-/// A service as merged so far.
+impl<D, S: Clone + Eq + std::hash::Hash> Acc<D, S> {
+    fn new(shown: D, task: &Task, clean: bool) -> Acc<D, S> {
+        Acc {
+            shown,
+            origin: Origin::of(task),
+            clean,
+            tasks: vec![task.id.clone()],
+            reported: HashSet::new(),
+        }
+    }
+
+    /// Takes `task`'s definition of the same object. Returns the message to report
+    /// when it is error-free and differs from the reference (in its settings, as
+    /// `settings` reads them, or its provider), the first time that variant is seen.
+    fn offer(
+        &mut self,
+        def: D,
+        task: &Task,
+        clean: bool,
+        settings: fn(&D) -> &S,
+        diff: fn(&S, &Origin, &S, &Task) -> String,
+    ) -> Option<String> {
+        self.tasks.push(task.id.clone());
+        if !clean {
+            return None;
+        }
+        if !self.clean {
+            (self.shown, self.origin, self.clean) = (def, Origin::of(task), true);
+            return None;
+        }
+        let (reference, other) = (settings(&self.shown), settings(&def));
+        if reference == other && self.origin.provider == task.provider {
+            return None;
+        }
+        let message = diff(reference, &self.origin, other, task);
+        self.reported
+            .insert((task.provider.clone(), other.clone()))
+            .then_some(message)
+    }
+}
+
+type RouterAcc = Acc<RouterDef, RouterSettings>;
+
+/// A service as merged so far: its settings, and a server from each task.
 #[derive(Debug)]
 struct ServiceAcc {
-    /// The reference settings: from the first error-free definition, else the first.
-    settings: ServiceSettings,
-    origin: Origin,
-    clean: bool,
+    merged: Acc<ServiceSettings, ServiceSettings>,
     servers: Vec<Server>,
-    tasks: Vec<String>,
-    /// Differing (provider, settings) already reported.
-    reported: HashSet<(String, ServiceSettings)>,
 }
 
-/// A middleware as merged so far.
-#[derive(Debug)]
-struct MiddlewareAcc {
-    settings: MiddlewareSettings,
-    origin: Origin,
-    clean: bool,
-    tasks: Vec<String>,
-    reported: HashSet<(String, MiddlewareSettings)>,
+/// The settings of a definition that is its settings (services, middlewares).
+fn itself<S>(s: &S) -> &S {
+    s
 }
 
 /// Accumulates task definitions; [`Merger::finish`] yields the configuration.
@@ -80,7 +113,7 @@ struct MiddlewareAcc {
 pub(crate) struct Merger {
     routers: BTreeMap<String, RouterAcc>,
     services: BTreeMap<String, ServiceAcc>,
-    middlewares: BTreeMap<String, MiddlewareAcc>,
+    middlewares: BTreeMap<String, Acc<MiddlewareSettings, MiddlewareSettings>>,
     errors: Vec<ConfigError>,
 }
 
@@ -109,32 +142,20 @@ impl Merger {
                 self.report(ObjectRef::Service(def.name.clone()), task, problem);
             }
             let Some(acc) = self.services.get_mut(&def.name) else {
-                self.services.insert(
-                    def.name,
-                    ServiceAcc {
-                        settings: def.settings,
-                        origin: Origin::of(task),
-                        clean,
-                        servers: def.server.into_iter().collect(),
-                        tasks: vec![task.id.clone()],
-                        reported: HashSet::new(),
-                    },
-                );
+                let acc = ServiceAcc {
+                    merged: Acc::new(def.settings, task, clean),
+                    servers: def.server.into_iter().collect(),
+                };
+                self.services.insert(def.name, acc);
                 continue;
             };
-            acc.tasks.push(task.id.clone());
             acc.servers.extend(def.server);
-            if !clean {
-                continue;
-            }
-            if !acc.clean {
-                (acc.settings, acc.origin, acc.clean) = (def.settings, Origin::of(task), true);
-            } else if acc.settings != def.settings || acc.origin.provider != task.provider {
-                let message = service_diff(&acc.settings, &acc.origin, &def.settings, task);
-                if acc.reported.insert((task.provider.clone(), def.settings)) {
-                    let object = ObjectRef::Service(def.name);
-                    self.report(object, task, Problem::general(message));
-                }
+            if let Some(message) = acc
+                .merged
+                .offer(def.settings, task, clean, itself, service_diff)
+            {
+                let object = ObjectRef::Service(def.name);
+                self.report(object, task, Problem::general(message));
             }
         }
         for def in defs.middlewares {
@@ -143,30 +164,13 @@ impl Merger {
                 self.report(ObjectRef::Middleware(def.name.clone()), task, problem);
             }
             let Some(acc) = self.middlewares.get_mut(&def.name) else {
-                self.middlewares.insert(
-                    def.name,
-                    MiddlewareAcc {
-                        settings: def.settings,
-                        origin: Origin::of(task),
-                        clean,
-                        tasks: vec![task.id.clone()],
-                        reported: HashSet::new(),
-                    },
-                );
+                self.middlewares
+                    .insert(def.name, Acc::new(def.settings, task, clean));
                 continue;
             };
-            acc.tasks.push(task.id.clone());
-            if !clean {
-                continue;
-            }
-            if !acc.clean {
-                (acc.settings, acc.origin, acc.clean) = (def.settings, Origin::of(task), true);
-            } else if acc.settings != def.settings || acc.origin.provider != task.provider {
-                let message = middleware_diff(&acc.settings, &acc.origin, &def.settings, task);
-                if acc.reported.insert((task.provider.clone(), def.settings)) {
-                    let object = ObjectRef::Middleware(def.name);
-                    self.report(object, task, Problem::general(message));
-                }
+            if let Some(message) = acc.offer(def.settings, task, clean, itself, middleware_diff) {
+                let object = ObjectRef::Middleware(def.name);
+                self.report(object, task, Problem::general(message));
             }
         }
         for mut def in defs.routers {
@@ -174,30 +178,14 @@ impl Merger {
             for problem in std::mem::take(&mut def.problems) {
                 self.report(ObjectRef::Router(def.name.clone()), task, problem);
             }
-            let Some(acc) = self.routers.get_mut(&def.name) else {
-                self.routers.insert(
-                    def.name.clone(),
-                    RouterAcc {
-                        shown: def,
-                        origin: Origin::of(task),
-                        clean,
-                        tasks: vec![task.id.clone()],
-                        reported: HashSet::new(),
-                    },
-                );
+            let name = def.name.clone();
+            let Some(acc) = self.routers.get_mut(&name) else {
+                self.routers.insert(name, Acc::new(def, task, clean));
                 continue;
             };
-            acc.tasks.push(task.id.clone());
-            if !clean {
-                continue;
-            }
-            if !acc.clean {
-                (acc.shown, acc.origin, acc.clean) = (def, Origin::of(task), true);
-            } else if acc.shown.settings != def.settings || acc.origin.provider != task.provider {
-                let message = router_diff(&acc.shown.settings, &acc.origin, &def.settings, task);
-                if acc.reported.insert((task.provider.clone(), def.settings)) {
-                    self.report(ObjectRef::Router(def.name), task, Problem::general(message));
-                }
+            let settings: fn(&RouterDef) -> &RouterSettings = |d| &d.settings;
+            if let Some(message) = acc.offer(def, task, clean, settings, router_diff) {
+                self.report(ObjectRef::Router(name), task, Problem::general(message));
             }
         }
     }
@@ -214,16 +202,19 @@ impl Merger {
         let services: BTreeMap<String, Service> = services
             .into_iter()
             .map(|(name, acc)| {
-                let mut servers = acc.servers;
+                let ServiceAcc {
+                    merged: acc,
+                    mut servers,
+                } = acc;
                 // Stable: equal ids from different providers keep provider order.
                 servers.sort_by(|a, b| a.task.cmp(&b.task));
                 let mut tasks = acc.tasks;
                 tasks.sort();
                 let service = Service {
                     servers,
-                    load_balancer: acc.settings.load_balancer,
-                    weighted: acc.settings.weighted,
-                    pass_host_header: acc.settings.pass_host_header,
+                    load_balancer: acc.shown.load_balancer,
+                    weighted: acc.shown.weighted,
+                    pass_host_header: acc.shown.pass_host_header,
                     provider: acc.origin.provider,
                     tasks,
                     status: Status::Enabled,
@@ -368,8 +359,8 @@ impl Merger {
                 let mut tasks = acc.tasks;
                 tasks.sort();
                 let middleware = Middleware {
-                    kind: acc.settings.kind,
-                    options: acc.settings.options,
+                    kind: acc.shown.kind,
+                    options: acc.shown.options,
                     provider: acc.origin.provider,
                     tasks,
                     used_by: used_by.remove(&name).unwrap_or_default(),
