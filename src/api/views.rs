@@ -424,7 +424,8 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn middlewares(&self) -> Vec<MiddlewareView> {
-        self.config()
+        let config = self.config();
+        config
             .middlewares
             .iter()
             .map(|(name, m)| MiddlewareView {
@@ -451,7 +452,7 @@ impl<'a> Snapshot<'a> {
                     .used_by
                     .iter()
                     .map(|r| {
-                        let provider = self.config().routers.get(r).map_or("", |r| &r.provider);
+                        let provider = config.routers.get(r).map_or("", |r| &r.provider);
                         qualified(r, provider)
                     })
                     .collect(),
